@@ -1,0 +1,21 @@
+package dev.kiln.spi.merge;
+
+import ai.djl.ndarray.NDArray;
+
+/**
+ * Merges the tensors of one name from several models into one tensor.
+ *
+ * <p>The core streams checkpoints one tensor name at a time, so memory stays bounded by a few tensors whatever the
+ * model size. Methods compute in float32 NDArray operations on the inputs' device and return a tensor of the same
+ * shape; they must not close or modify the inputs.
+ */
+public interface MergeMethod {
+
+    /** Merges one tensor name. */
+    NDArray merge(MergeInput input);
+
+    /** Whether the method needs a base model (task vectors are differences to it). */
+    default boolean requiresBase() {
+        return false;
+    }
+}

@@ -1,0 +1,27 @@
+package dev.kiln.spi.skip;
+
+import ai.djl.ndarray.NDArray;
+
+/**
+ * The decisions for one forward pass (one training step, one prefill, one decoded token), asked layer by layer in
+ * order. A session may observe FFN inputs and outputs to decide about later layers (FFN-SkipLLM).
+ */
+public interface SkipSession {
+
+    /** Whether block {@code layer} runs at all. */
+    boolean runLayer(int layer);
+
+    /** Whether the attention sub-block of {@code layer} runs, asked only when the layer runs. */
+    default boolean runAttention(int layer) {
+        return true;
+    }
+
+    /** Whether the FFN sub-block of {@code layer} runs, asked only when the layer runs. */
+    default boolean runFfn(int layer) {
+        return true;
+    }
+
+    /** Called after an FFN ran, with its input and output hidden states (B, T, D). */
+    default void observeFfn(int layer, NDArray input, NDArray output) {
+    }
+}
