@@ -1,0 +1,358 @@
+package dev.kiln.core.safetensors;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDArrays;
+import ai.djl.ndarray.NDList;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.Shape;
+import dev.kiln.spi.KilnException;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.channels.FileChannel;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Reads a safetensors file one tensor at a time, so memory holds at most the tensor asked for.
+ *
+ * <p>{@link #open(Path)} reads and validates the whole header before it returns: every entry well formed, sizes
+ * matching dtype times shape (overflow checked), offsets inside the file, the data section tiled exactly once. Any
+ * problem is a {@link CheckpointFormatException} naming the file and tensor. Offsets are 64-bit throughout, so files
+ * larger than 2 GB work; a single tensor larger than 2 GB is read in chunks ({@link #mapChunks(String)}, and
+ * {@link #read(String, NDManager)} concatenates chunks), while {@link #map(String)}, {@link #readBytes(String)} and
+ * {@link #readFloats(String)}, which return one Java buffer or array, refuse it with a clear error.
+ *
+ * <p>Positional reads make one reader safe to share between threads. Close it to release the file.
+ */
+public final class SafetensorsReader implements AutoCloseable {
+
+    /** Default largest piece read or mapped at once; keeps every Java buffer well under the 2 GB limit. */
+    static final int DEFAULT_CHUNK_BYTES = 1 << 30;
+
+    private static final int MAX_ARRAY = Integer.MAX_VALUE - 8;
+
+    private final Path file;
+    private final FileChannel channel;
+    private final long dataStart;
+    private final Map<String, String> metadata;
+    private final Map<String, TensorInfo> tensors;
+    private int chunkBytes = DEFAULT_CHUNK_BYTES;
+
+    private SafetensorsReader(Path file, FileChannel channel, long dataStart, Header header) {
+        this.file = file;
+        this.channel = channel;
+        this.dataStart = dataStart;
+        this.metadata = header.metadata;
+        Map<String, TensorInfo> byName = new LinkedHashMap<>();
+        for (TensorInfo t : header.tensors) {
+            byName.put(t.name(), t);
+        }
+        this.tensors = Collections.unmodifiableMap(byName);
+    }
+
+    /**
+     * Opens {@code file} and validates its header.
+     *
+     * @throws CheckpointFormatException when the file is not a valid safetensors file
+     * @throws KilnException naming the file when it cannot be opened or read
+     */
+    public static SafetensorsReader open(Path file) {
+        FileChannel channel;
+        try {
+            channel = FileChannel.open(file, StandardOpenOption.READ);
+        } catch (NoSuchFileException e) {
+            throw new KilnException("Checkpoint " + file + " does not exist", e);
+        } catch (IOException e) {
+            throw new KilnException("Cannot open checkpoint " + file + ": " + e, e);
+        }
+        try {
+            long size = channel.size();
+            if (size < 8) {
+                throw new CheckpointFormatException(file, "the file has " + size
+                        + " bytes, fewer than the 8-byte header length that starts every safetensors file");
+            }
+            ByteBuffer prefix = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN);
+            readFully(file, channel, prefix, 0);
+            long headerLength = prefix.getLong(0);
+            if (headerLength < 0 || headerLength > Header.MAX_HEADER_BYTES) {
+                throw new CheckpointFormatException(file, "header length " + Long.toUnsignedString(headerLength)
+                        + " bytes exceeds the cap of " + Header.MAX_HEADER_BYTES + " bytes");
+            }
+            if (headerLength > size - 8) {
+                throw new CheckpointFormatException(file, "header length " + headerLength
+                        + " bytes runs past the end of the file, which has only " + (size - 8)
+                        + " bytes after the length (truncated file?)");
+            }
+            ByteBuffer json = ByteBuffer.allocate((int) headerLength);
+            readFully(file, channel, json, 8);
+            Header header = Header.parse(file, json.array(), size - 8 - headerLength);
+            return new SafetensorsReader(file, channel, 8 + headerLength, header);
+        } catch (IOException e) {
+            closeQuietly(channel);
+            throw new KilnException("Cannot read checkpoint " + file + ": " + e, e);
+        } catch (RuntimeException e) {
+            closeQuietly(channel);
+            throw e;
+        }
+    }
+
+    /** The file being read. */
+    public Path file() {
+        return file;
+    }
+
+    /** The {@code __metadata__} entries (empty when the file has none). */
+    public Map<String, String> metadata() {
+        return metadata;
+    }
+
+    /** Tensor names in header order. */
+    public List<String> names() {
+        return List.copyOf(tensors.keySet());
+    }
+
+    /** All tensors in header order. */
+    public List<TensorInfo> tensors() {
+        return List.copyOf(tensors.values());
+    }
+
+    /** Whether the file holds a tensor called {@code name}. */
+    public boolean contains(String name) {
+        return tensors.containsKey(name);
+    }
+
+    /** Absolute file position of the data section (8 plus the header length). */
+    public long dataStart() {
+        return dataStart;
+    }
+
+    /**
+     * The header entry of {@code name}.
+     *
+     * @throws KilnException naming the file when there is no such tensor
+     */
+    public TensorInfo info(String name) {
+        TensorInfo t = tensors.get(name);
+        if (t == null) {
+            throw new KilnException("Checkpoint " + file + " has no tensor '" + name + "'");
+        }
+        return t;
+    }
+
+    /**
+     * A read-only, little-endian memory mapping of the tensor's bytes. The mapping stays valid after {@link #close()}
+     * until it is garbage collected.
+     *
+     * @throws CheckpointFormatException when the tensor exceeds 2^31-1 bytes (use {@link #mapChunks(String)})
+     */
+    public ByteBuffer map(String name) {
+        TensorInfo t = info(name);
+        if (t.byteLength() > Integer.MAX_VALUE) {
+            throw new CheckpointFormatException(file, name, "the tensor has " + t.byteLength()
+                    + " bytes, more than one Java buffer holds (2^31-1); use mapChunks()");
+        }
+        return mapRange(t, t.begin(), (int) t.byteLength());
+    }
+
+    /**
+     * Read-only, little-endian mappings covering the tensor's bytes in order, each at most the chunk size (1 GiB) and
+     * holding whole elements. Works for tensors of any size; an empty tensor gives an empty list.
+     */
+    public List<ByteBuffer> mapChunks(String name) {
+        TensorInfo t = info(name);
+        long step = chunkElements(t.dtype().byteSize()) * t.dtype().byteSize();
+        List<ByteBuffer> out = new ArrayList<>();
+        for (long pos = t.begin(); pos < t.end(); pos += step) {
+            out.add(mapRange(t, pos, (int) Math.min(step, t.end() - pos)));
+        }
+        return out;
+    }
+
+    /** A copy of the tensor's raw little-endian bytes. */
+    public byte[] readBytes(String name) {
+        TensorInfo t = info(name);
+        if (t.byteLength() > MAX_ARRAY) {
+            throw new CheckpointFormatException(file, name, "the tensor has " + t.byteLength()
+                    + " bytes, more than a Java array holds; use mapChunks()");
+        }
+        ByteBuffer buffer = ByteBuffer.allocate((int) t.byteLength());
+        readFully(file, channel, buffer, dataStart + t.begin());
+        return buffer.array();
+    }
+
+    /**
+     * The tensor's values as float32: exact for F32, F16 and BF16, rounded to nearest for F64.
+     *
+     * @throws CheckpointFormatException when the dtype is not a float type or the tensor has more elements than a
+     *     Java array holds
+     */
+    public float[] readFloats(String name) {
+        TensorInfo t = info(name);
+        if (!t.dtype().isFloating()) {
+            throw new CheckpointFormatException(file, name, "readFloats needs a float dtype but the tensor is "
+                    + t.dtype());
+        }
+        long count = t.elementCount();
+        if (count > MAX_ARRAY) {
+            throw new CheckpointFormatException(file, name, "the tensor has " + count
+                    + " elements, more than a Java array holds");
+        }
+        float[] out = new float[(int) count];
+        int size = t.dtype().byteSize();
+        long perChunk = chunkElements(size);
+        ByteBuffer buffer = ByteBuffer.allocate((int) (Math.min(perChunk, count) * size)).order(ByteOrder.LITTLE_ENDIAN);
+        for (long first = 0; first < count; first += perChunk) {
+            int n = (int) Math.min(perChunk, count - first);
+            buffer.clear().limit(n * size);
+            readFully(file, channel, buffer, dataStart + t.begin() + first * size);
+            int base = (int) first;
+            switch (t.dtype()) {
+                case F32:
+                    buffer.asFloatBuffer().get(out, base, n);
+                    break;
+                case F64:
+                    for (int i = 0; i < n; i++) {
+                        out[base + i] = (float) buffer.getDouble(i * 8);
+                    }
+                    break;
+                case F16:
+                    for (int i = 0; i < n; i++) {
+                        out[base + i] = FloatBits.f16ToFloat(buffer.getShort(i * 2));
+                    }
+                    break;
+                case BF16:
+                    for (int i = 0; i < n; i++) {
+                        out[base + i] = FloatBits.bf16ToFloat(buffer.getShort(i * 2));
+                    }
+                    break;
+                default:
+                    throw new AssertionError(t.dtype());
+            }
+        }
+        return out;
+    }
+
+    /**
+     * The tensor as an NDArray on {@code manager}, in its own dtype except BF16, which arrives as FLOAT32, and I16,
+     * which arrives as INT32 (both converted exactly in Java because either type aborts the PyTorch engine). The array
+     * owns its memory; the file is not mapped into it.
+     */
+    public NDArray read(String name, NDManager manager) {
+        TensorInfo t = info(name);
+        DType dtype = t.dtype();
+        long count = t.elementCount();
+        int outSize = dtype.loadedType().getNumOfBytes();
+        long perChunk = chunkElements(Math.max(outSize, dtype.byteSize()));
+        Shape shape = new Shape(t.shape());
+        if (count <= perChunk) {
+            return manager.create(loadChunk(t, 0, (int) count), shape, dtype.loadedType());
+        }
+        NDList pieces = new NDList();
+        try {
+            for (long first = 0; first < count; first += perChunk) {
+                int n = (int) Math.min(perChunk, count - first);
+                pieces.add(manager.create(loadChunk(t, first, n), new Shape(n), dtype.loadedType()));
+            }
+            NDArray flat = NDArrays.concat(pieces);
+            // The reshaped view keeps the concatenated storage alive (torch reference counting), so no copy.
+            NDArray out = flat.reshape(shape);
+            flat.close();
+            return out;
+        } finally {
+            pieces.close();
+        }
+    }
+
+    /** Elements {@code [first, first + n)} of the tensor as a direct native-order buffer in the loaded type. */
+    private ByteBuffer loadChunk(TensorInfo t, long first, int n) {
+        DType dtype = t.dtype();
+        int size = dtype.byteSize();
+        long position = dataStart + t.begin() + first * size;
+        if (dtype.loadsAsIs()) {
+            // Safetensors is little-endian; DJL takes the buffer's bytes as native order, which is little-endian on
+            // every platform libtorch ships for (x86-64, aarch64).
+            ByteBuffer direct = ByteBuffer.allocateDirect(n * size).order(ByteOrder.nativeOrder());
+            readFully(file, channel, direct, position);
+            direct.flip();
+            return direct;
+        }
+        ByteBuffer raw = ByteBuffer.allocate(n * size).order(ByteOrder.LITTLE_ENDIAN);
+        readFully(file, channel, raw, position);
+        ByteBuffer out = ByteBuffer.allocateDirect(n * 4).order(ByteOrder.nativeOrder());
+        if (dtype == DType.BF16) {
+            for (int i = 0; i < n; i++) {
+                out.putInt(i * 4, (raw.getShort(i * 2) & 0xffff) << 16);
+            }
+        } else {
+            for (int i = 0; i < n; i++) {
+                out.putInt(i * 4, raw.getShort(i * 2));
+            }
+        }
+        return out;
+    }
+
+    private ByteBuffer mapRange(TensorInfo t, long relative, int length) {
+        if (length == 0) {
+            return ByteBuffer.allocate(0).order(ByteOrder.LITTLE_ENDIAN);
+        }
+        try {
+            return channel.map(FileChannel.MapMode.READ_ONLY, dataStart + relative, length)
+                    .order(ByteOrder.LITTLE_ENDIAN);
+        } catch (IOException e) {
+            throw new KilnException("Cannot map tensor '" + t.name() + "' of checkpoint " + file + ": " + e, e);
+        }
+    }
+
+    /** Whole elements of {@code elementBytes} per chunk, at least one. */
+    private long chunkElements(int elementBytes) {
+        return Math.max(1, chunkBytes / elementBytes);
+    }
+
+    /** For tests: a small chunk size exercises the multi-chunk paths without gigabyte tensors. */
+    void chunkBytes(int bytes) {
+        if (bytes < 8) {
+            throw new IllegalArgumentException("chunk size " + bytes + " < 8");
+        }
+        this.chunkBytes = bytes;
+    }
+
+    private static void readFully(Path file, FileChannel channel, ByteBuffer dst, long position) {
+        long pos = position;
+        try {
+            while (dst.hasRemaining()) {
+                int n = channel.read(dst, pos);
+                if (n < 0) {
+                    throw new CheckpointFormatException(file, "the file ended at byte " + pos
+                            + " while reading; was it truncated after opening?");
+                }
+                pos += n;
+            }
+        } catch (IOException e) {
+            throw new KilnException("Cannot read checkpoint " + file + " at byte " + pos + ": " + e, e);
+        }
+    }
+
+    private static void closeQuietly(FileChannel channel) {
+        try {
+            channel.close();
+        } catch (IOException ignored) {
+            // Already failing with the error that matters.
+        }
+    }
+
+    @Override
+    public void close() {
+        try {
+            channel.close();
+        } catch (IOException e) {
+            throw new KilnException("Cannot close checkpoint " + file + ": " + e, e);
+        }
+    }
+}
