@@ -261,6 +261,17 @@ public final class SafetensorsWriter implements AutoCloseable {
         slot.written = true;
     }
 
+    /** Declared tensors not written yet, in declaration order. */
+    List<String> unwritten() {
+        List<String> missing = new ArrayList<>();
+        for (Slot s : slots.values()) {
+            if (!s.written) {
+                missing.add(s.spec.name());
+            }
+        }
+        return missing;
+    }
+
     /**
      * Finishes the file: every declared tensor must have been written. Forces it to disk and atomically replaces the
      * target.
@@ -269,12 +280,7 @@ public final class SafetensorsWriter implements AutoCloseable {
         if (finished) {
             throw new IllegalStateException("The write of " + target + " is already finished");
         }
-        List<String> missing = new ArrayList<>();
-        for (Slot s : slots.values()) {
-            if (!s.written) {
-                missing.add(s.spec.name());
-            }
-        }
+        List<String> missing = unwritten();
         if (!missing.isEmpty()) {
             throw new CheckpointFormatException(target, missing.get(0), missing.size()
                     + " declared tensor(s) were never written: "
