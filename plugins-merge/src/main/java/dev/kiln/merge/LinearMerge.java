@@ -1,0 +1,38 @@
+package dev.kiln.merge;
+
+import ai.djl.ndarray.NDArray;
+import dev.kiln.spi.KilnException;
+import dev.kiln.spi.merge.MergeInput;
+import dev.kiln.spi.merge.MergeMethod;
+
+/** Weighted average of the models: {@code sum_i w_i theta_i / (normalize ? sum_i w_i : 1)}; the base is ignored. */
+final class LinearMerge implements MergeMethod {
+    private final boolean normalize;
+
+    LinearMerge(boolean normalize) {
+        this.normalize = normalize;
+    }
+
+    @Override
+    public NDArray merge(MergeInput input) {
+        try (Scope scope = Scope.open("linear", input, false)) {
+            double total = 0;
+            NDArray sum = null;
+            for (int i = 0; i < scope.size(); i++) {
+                double w = scope.model(i).weight();
+                total += w;
+                NDArray term = scope.tensor(i).mul((float) w);
+                sum = sum == null ? term : sum.add(term);
+            }
+            if (normalize) {
+                if (Math.abs(total) < 1e-12) {
+                    throw new KilnException("tensor '" + scope.name() + "': the model weights sum to " + total
+                            + ", so merge method 'linear' cannot normalize by them; change the weights or set "
+                            + "normalize=false");
+                }
+                sum = sum.div((float) total);
+            }
+            return scope.finish(sum);
+        }
+    }
+}

@@ -1,0 +1,63 @@
+package dev.kiln.merge;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDList;
+import ai.djl.ndarray.types.DataType;
+import dev.kiln.spi.KilnException;
+import java.util.List;
+
+/** Magnitude selections and sign election shared by the task-vector methods; all device-side. */
+final class Selection {
+    private Selection() {
+    }
+
+    /** {@code round(fraction * numel)}, clamped to {@code [0, numel]}. */
+    static long count(double fraction, long numel) {
+        return Math.max(0, Math.min(numel, Math.round(fraction * numel)));
+    }
+
+    /**
+     * A boolean mask (same shape as {@code magnitude}) of exactly {@code k} elements with the largest values.
+     *
+     * <p>Equal values are ranked by flat index, lowest first, so the choice is deterministic and two calls with
+     * {@code k1 < k2} give nested sets (which breadcrumbs relies on). torch's sort/topk promise no order among
+     * equal keys, so instead of using their indices this finds the k-th largest value and then takes all larger
+     * elements plus the first few equal ones, counted with a cumulative sum.
+     */
+    static NDArray largest(NDArray magnitude, long k, String tensorName) {
+        long numel = magnitude.size();
+        if (k >= numel) {
+            return magnitude.gte(Float.NEGATIVE_INFINITY).logicalOr(magnitude.isNaN());
+        }
+        if (k <= 0) {
+            return magnitude.lt(Float.NEGATIVE_INFINITY);
+        }
+        if (k > Integer.MAX_VALUE) {
+            throw new KilnException("tensor '" + tensorName + "' is too large for a top-k selection of " + k
+                    + " elements (at most " + Integer.MAX_VALUE + ")");
+        }
+        NDArray flat = magnitude.flatten();
+        NDList top = flat.topK((int) k, 0, true, false);
+        NDArray kth = top.get(0).min();
+        top.close();
+        NDArray above = flat.gt(kth);
+        long aboveCount = above.toType(DataType.INT64, false).sum().getLong();
+        NDArray equal = flat.eq(kth);
+        NDArray rankAmongEqual = equal.toType(DataType.INT64, false).cumSum(0);
+        NDArray keep = above.logicalOr(equal.logicalAnd(rankAmongEqual.lte(k - aboveCount)));
+        return keep.reshape(magnitude.getShape());
+    }
+
+    /**
+     * The elected sign per element, +1 or -1 (0 counts as +, as in mergekit): of the summed values for
+     * {@code sum}, of the summed signs for {@code count}.
+     */
+    static NDArray electSign(List<NDArray> contributions, boolean count) {
+        NDArray total = null;
+        for (NDArray contribution : contributions) {
+            NDArray term = count ? contribution.sign() : contribution;
+            total = total == null ? term : total.add(term);
+        }
+        return total.gte(0f).toType(DataType.FLOAT32, false).mul(2f).sub(1f);
+    }
+}

@@ -1,0 +1,185 @@
+package dev.kiln.merge;
+
+import ai.djl.engine.Engine;
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.DataType;
+import ai.djl.ndarray.types.Shape;
+import dev.kiln.spi.merge.MergeInput;
+import dev.kiln.spi.merge.MergeMethod;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.random.RandomGenerator;
+
+/**
+ * The task-vector family (mergekit's "generalized task arithmetic"): task-arithmetic, ties, dare and breadcrumbs
+ * differ only in how each task vector is sparsified and whether a sign consensus filters the sum.
+ *
+ * <p>Per tensor: {@code tau_i = theta_i - base}; {@code s_i = sparsify(tau_i)}; {@code c_i = w_i * s_i}; with
+ * consensus, {@code m_i = [sign(c_i) == elected sign]}, else {@code m_i = 1}; then
+ * {@code theta = base + lambda * sum_i m_i c_i / (normalize ? sum_i w_i m_i : 1)}, a zero divisor counting as 1.
+ */
+final class TaskVectorMerge implements MergeMethod {
+
+    /** How each task vector is thinned before summing. */
+    enum Sparsifier { NONE, MAGNITUDE, RANDOM, OUTLIERS }
+
+    /** How DARE's random drop is compensated. */
+    enum Rescale { INVERSE, L1, NONE }
+
+    /** Where DARE's keep masks come from; replaceable so tests can check the arithmetic with known masks. */
+    @FunctionalInterface
+    interface KeepMasks {
+        /** A boolean mask of {@code shape} whose elements are true with probability {@code density}. */
+        NDArray draw(NDManager manager, Shape shape, double density, RandomGenerator random);
+    }
+
+    /**
+     * Draws the mask on the tensors' device with the engine's generator, seeded from the merge's own random source.
+     *
+     * <p>DJL has no per-call generator, only the engine-wide seed; reseeding it is the only way to make an on-device
+     * draw reproducible from {@link MergeInput#random()}. The seed-and-draw pair is therefore serialized on the
+     * engine, so concurrent DARE merges take turns, and anything else drawing from the engine's generator in the
+     * same JVM sees its sequence restarted. Masks are reproducible for one device type; CPU and GPU draws differ.
+     */
+    static final KeepMasks ENGINE_MASKS = (manager, shape, density, random) -> {
+        long seed = random.nextLong();
+        Engine engine = manager.getEngine();
+        NDArray uniform;
+        synchronized (engine) {
+            engine.setRandomSeed((int) (seed ^ (seed >>> 32)));
+            uniform = manager.randomUniform(0f, 1f, shape, DataType.FLOAT32);
+        }
+        return uniform.lt((float) density);
+    };
+
+    private final String id;
+    private final Sparsifier sparsifier;
+    private final boolean consensus;
+    private final boolean countSigns;
+    private final boolean normalize;
+    private final double lambda;
+    private final double density;
+    private final double gamma;
+    private final Rescale rescale;
+    private final KeepMasks masks;
+
+    TaskVectorMerge(String id, Sparsifier sparsifier, boolean consensus, boolean countSigns, boolean normalize,
+            double lambda, double density, double gamma, Rescale rescale, KeepMasks masks) {
+        this.id = id;
+        this.sparsifier = sparsifier;
+        this.consensus = consensus;
+        this.countSigns = countSigns;
+        this.normalize = normalize;
+        this.lambda = lambda;
+        this.density = density;
+        this.gamma = gamma;
+        this.rescale = rescale;
+        this.masks = masks;
+    }
+
+    @Override
+    public boolean requiresBase() {
+        return true;
+    }
+
+    @Override
+    public NDArray merge(MergeInput input) {
+        try (Scope scope = Scope.open(id, input, true)) {
+            NDArray base = scope.base();
+            List<NDArray> contributions = new ArrayList<>();
+            double[] weights = new double[scope.size()];
+            for (int i = 0; i < scope.size(); i++) {
+                weights[i] = scope.model(i).weight();
+                NDArray tau = scope.tensor(i).sub(base);
+                contributions.add(sparsify(scope, i, tau).mul((float) weights[i]));
+            }
+            NDArray mixed;
+            NDArray divisor;
+            if (consensus) {
+                NDArray elected = Selection.electSign(contributions, countSigns);
+                mixed = null;
+                divisor = null;
+                for (int i = 0; i < contributions.size(); i++) {
+                    NDArray agrees = contributions.get(i).sign().eq(elected).toType(DataType.FLOAT32, false);
+                    NDArray kept = contributions.get(i).mul(agrees);
+                    NDArray weight = agrees.mul((float) weights[i]);
+                    mixed = mixed == null ? kept : mixed.add(kept);
+                    divisor = divisor == null ? weight : divisor.add(weight);
+                }
+            } else {
+                mixed = contributions.get(0);
+                for (int i = 1; i < contributions.size(); i++) {
+                    mixed = mixed.add(contributions.get(i));
+                }
+                double sum = 0;
+                for (double w : weights) {
+                    sum += w;
+                }
+                divisor = scope.manager().create((float) sum);
+            }
+            if (normalize) {
+                NDArray safe = divisor.eq(0f).toType(DataType.FLOAT32, false).add(divisor);
+                mixed = mixed.div(safe);
+            }
+            return scope.finish(base.add(mixed.mul((float) lambda)));
+        }
+    }
+
+    private NDArray sparsify(Scope scope, int i, NDArray tau) {
+        switch (sparsifier) {
+            case MAGNITUDE: {
+                double d = scope.perModel(i, "density", density, 0, true, 1);
+                long k = Selection.count(d, tau.size());
+                if (k >= tau.size()) {
+                    return tau;
+                }
+                return tau.mul(Selection.largest(tau.abs(), k, scope.name()).toType(DataType.FLOAT32, false));
+            }
+            case OUTLIERS: {
+                double d = scope.perModel(i, "density", density, 0, true, 1);
+                double g = scope.perModel(i, "gamma", gamma, 0, false, 1);
+                long numel = tau.size();
+                long target = Selection.count(d, numel);
+                long top = Selection.count(g, numel);
+                long bottom = numel - target - top;
+                if (bottom < 0) {
+                    // Not enough room for both cuts: keep the density and drop fewer of the largest (mergekit).
+                    top = numel - target;
+                    bottom = 0;
+                }
+                if (top == 0 && bottom == 0) {
+                    return tau;
+                }
+                NDArray magnitude = tau.abs();
+                NDArray notTooSmall = Selection.largest(magnitude, numel - bottom, scope.name());
+                NDArray tooLarge = Selection.largest(magnitude, top, scope.name());
+                return tau.mul(notTooSmall.logicalAnd(tooLarge.logicalNot()).toType(DataType.FLOAT32, false));
+            }
+            case RANDOM: {
+                double d = scope.perModel(i, "density", density, 0, true, 1);
+                NDArray keep = masks.draw(scope.manager(), tau.getShape(), d, scope.input().random());
+                return dropAndRescale(tau, keep, d, rescale);
+            }
+            default:
+                return tau;
+        }
+    }
+
+    /** DARE's drop and compensation, separate from the mask draw so it can be checked with known masks. */
+    static NDArray dropAndRescale(NDArray tau, NDArray keep, double density, Rescale rescale) {
+        NDArray dropped = tau.mul(keep.toType(DataType.FLOAT32, false));
+        switch (rescale) {
+            case INVERSE:
+                return dropped.div((float) density);
+            case L1: {
+                double before = tau.abs().sum().getFloat();
+                double after = dropped.abs().sum().getFloat();
+                // Nothing survived: there is no norm to restore, and the zero result is already right.
+                return after > 0 ? dropped.mul((float) (before / after)) : dropped;
+            }
+            default:
+                return dropped;
+        }
+    }
+}
