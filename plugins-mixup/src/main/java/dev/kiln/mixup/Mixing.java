@@ -204,7 +204,8 @@ final class Mixing {
 
     /** Where {@code mask} is true take {@code a}, elsewhere {@code b}; the mask broadcasts over channels. */
     static NDArray select(NDArray mask, NDArray a, NDArray b) {
-        return NDArrays.where(mask, a, b);
+        // DJL's where refuses to broadcast the condition itself, so expand it (a view, no copy) first.
+        return NDArrays.where(mask.broadcast(a.getShape()), a, b);
     }
 
     /** A double array filled with one value. */

@@ -50,7 +50,11 @@ final class ResizeMix extends MixingAugmentation {
         return new Mixed(mixed, Mixing.mixTargets(scope, targets, partner, Mixing.filled(n, lam)));
     }
 
-    /** Bilinear resize of an NCHW batch, keeping its dtype; DJL's image resize wants channels last. */
+    /**
+     * Bilinear resize of an NCHW batch, keeping its dtype; DJL's image resize wants channels last. The PyTorch engine
+     * antialiases when shrinking (triangle filter widened by the scale, as PIL and torchvision's antialias=True), so
+     * a partner shrunk to a tenth of its side is averaged rather than aliased.
+     */
     static NDArray resize(NDArray nchw, int height, int width) {
         DataType dtype = nchw.getDataType();
         NDArray nhwc = nchw.toType(DataType.FLOAT32, false).transpose(0, 2, 3, 1);
