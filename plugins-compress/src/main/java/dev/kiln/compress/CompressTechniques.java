@@ -30,7 +30,8 @@ public final class CompressTechniques implements TechniqueProvider {
                 "Unstructured pruning: keeps the largest-magnitude entries of each tensor, zeroes the rest",
                 List.of(ParameterSpec.decimal("sparsity", 0.5, "fraction of entries set to zero").between(0, 1)),
                 p -> new MagnitudePruning(p.getDouble("sparsity")))
-                .withReference("Han et al. 2015, Learning both Weights and Connections; torch.nn.utils.prune.l1_unstructured");
+                .withReference("Han et al. 2015, Learning both Weights and Connections; "
+                        + "torch.nn.utils.prune.l1_unstructured");
     }
 
     private static Technique<?> nm() {
@@ -48,7 +49,8 @@ public final class CompressTechniques implements TechniqueProvider {
                 List.of(ParameterSpec.decimal("sparsity", 0.5, "fraction of output rows removed").atLeast(0)
                         .lessThan(1)),
                 p -> new StructuredPruning(p.getDouble("sparsity")))
-                .withReference("Li et al. 2017, Pruning Filters for Efficient ConvNets; torch.nn.utils.prune.ln_structured");
+                .withReference("Li et al. 2017, Pruning Filters for Efficient ConvNets; "
+                        + "torch.nn.utils.prune.ln_structured");
     }
 
     private static List<ParameterSpec> lowRankSpecs() {

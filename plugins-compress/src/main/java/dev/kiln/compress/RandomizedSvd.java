@@ -9,6 +9,7 @@ import java.util.Arrays;
 import java.util.Random;
 import org.ejml.data.DMatrixRMaj;
 import org.ejml.dense.row.factory.DecompositionFactory_DDRM;
+import org.ejml.interfaces.decomposition.EigenDecomposition_F64;
 import org.ejml.interfaces.decomposition.SingularValueDecomposition_F64;
 
 /**
@@ -41,14 +42,20 @@ final class RandomizedSvd {
         NDManager manager = w.getManager();
         long m = w.getShape().get(0);
         long n = w.getShape().get(1);
-        NDArray omega = gaussian(manager, n, width, seed);
-        NDArray q = orthonormalize(name, w.matMul(omega));
-        NDArray wt = w.transpose();
-        for (int i = 0; i < powerIterations; i++) {
-            // Orthonormalising between every product keeps the sketch from collapsing onto the top singular
-            // vector: (W W^T)^q W Omega without it has condition number sigma_1/sigma_l to the power 2q+1.
-            NDArray z = orthonormalize(name, wt.matMul(q));
-            q = orthonormalize(name, w.matMul(z));
+        NDArray q;
+        if (width >= Math.min(m, n)) {
+            // A sketch as wide as the matrix spans its whole range: use the range itself, no random test matrix and
+            // no power iterations. A wide or square W needs no basis at all (Q = I gives B = W).
+            q = m <= n ? manager.eye((int) m) : orthonormalize(name, w);
+        } else {
+            q = orthonormalize(name, w.matMul(gaussian(manager, n, width, seed)));
+            NDArray wt = w.transpose();
+            for (int i = 0; i < powerIterations; i++) {
+                // Orthonormalising between every product keeps the sketch from collapsing onto the top singular
+                // vector: (W W^T)^q W Omega without it has condition number (sigma_1/sigma_l)^(2q+1).
+                NDArray z = orthonormalize(name, wt.matMul(q));
+                q = orthonormalize(name, w.matMul(z));
+            }
         }
         NDArray b = q.transpose().matMul(w);
         int rows = (int) b.getShape().get(0);
@@ -79,15 +86,15 @@ final class RandomizedSvd {
         }
         NDArray us = q.matMul(manager.create(toFloat(usSmall), new Shape(rows, k)));
         NDArray vtArray = manager.create(toFloat(vt), new Shape(k, n));
-        assert us.getShape().get(0) == m;
         return new Factors(us, vtArray, sorted);
     }
 
     /**
-     * An orthonormal basis of the columns of {@code y} [m, l] via its l x l Gram matrix: with Y^T Y = U diag(s) U^T,
-     * Q = Y U diag(s)^(-1/2). The Gram matrix is formed in float64 on the device, so directions down to about 1e-8
-     * of the largest singular value survive, and the whole step is done twice (as in CholeskyQR2) because one pass
-     * leaves an orthogonality error that grows with the condition number.
+     * An orthonormal basis of the columns of {@code y} [m, l] via its l x l Gram matrix: with the symmetric
+     * eigen-decomposition Y^T Y = U diag(s) U^T, Q = Y U diag(s)^(-1/2). The Gram matrix is formed in float64 on
+     * the device, so directions down to about 1e-6 of the largest singular value survive (eigenvalues down to 1e-12),
+     * and the whole step is done twice (as in CholeskyQR2) because one pass leaves an orthogonality error that grows
+     * with the condition number.
      */
     static NDArray orthonormalize(String name, NDArray y) {
         NDManager manager = y.getManager();
@@ -95,28 +102,30 @@ final class RandomizedSvd {
         for (int pass = 0; pass < 2; pass++) {
             int l = (int) basis.getShape().get(1);
             double[] gram = basis.transpose().matMul(basis).toDoubleArray();
-            SingularValueDecomposition_F64<DMatrixRMaj> svd = DecompositionFactory_DDRM.svd(l, l, true, false, true);
-            if (!svd.decompose(new DMatrixRMaj(l, l, true, gram))) {
+            EigenDecomposition_F64<DMatrixRMaj> eig = DecompositionFactory_DDRM.eig(l, true, true);
+            if (!eig.decompose(new DMatrixRMaj(l, l, true, gram))) {
                 throw new KilnException("low-rank: the eigen-decomposition of a " + l + " x " + l
                         + " Gram matrix of tensor '" + name + "' did not converge");
             }
-            double[] s = svd.getSingularValues();
-            int count = svd.numberOfSingularValues();
-            Integer[] order = descending(s, count);
-            double largest = count == 0 ? 0 : s[order[0]];
+            double[] s = new double[l];
+            for (int i = 0; i < l; i++) {
+                s[i] = eig.getEigenvalue(i).getReal();
+            }
+            Integer[] order = descending(s, l);
+            double largest = s[order[0]];
             int kept = 0;
-            while (kept < count && s[order[kept]] > largest * GRAM_CUTOFF) {
+            while (kept < l && s[order[kept]] > largest * GRAM_CUTOFF) {
                 kept++;
             }
             if (kept == 0) {
                 throw new KilnException("low-rank: tensor '" + name + "' has no non-zero direction to keep");
             }
-            DMatrixRMaj u = svd.getU(null, false);
             double[] transform = new double[l * kept];
             for (int j = 0; j < kept; j++) {
+                DMatrixRMaj vector = eig.getEigenVector(order[j]);
                 double inv = 1 / Math.sqrt(s[order[j]]);
                 for (int i = 0; i < l; i++) {
-                    transform[i * kept + j] = u.get(i, order[j]) * inv;
+                    transform[i * kept + j] = vector.get(i) * inv;
                 }
             }
             basis = basis.matMul(manager.create(transform, new Shape(l, kept)));
