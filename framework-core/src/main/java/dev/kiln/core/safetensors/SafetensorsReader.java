@@ -212,6 +212,7 @@ public final class SafetensorsReader implements AutoCloseable {
             int n = (int) Math.min(perChunk, count - first);
             buffer.clear().limit(n * size);
             readFully(file, channel, buffer, dataStart + t.begin() + first * size);
+            buffer.flip();
             int base = (int) first;
             switch (t.dtype()) {
                 case F32:
