@@ -253,7 +253,6 @@ public final class ImageDataset {
         if (batchSize <= 0) {
             throw new KilnException("batch size must be positive, got " + batchSize);
         }
-        int sampleSize = channels * height * width;
         return new Iterator<>() {
             private int next;
 
@@ -268,18 +267,28 @@ public final class ImageDataset {
                     throw new NoSuchElementException();
                 }
                 int count = Math.min(batchSize, order.length - next);
-                float[] x = new float[count * sampleSize];
-                long[] y = new long[count];
-                for (int i = 0; i < count; i++) {
-                    int index = order[next + i];
-                    System.arraycopy(values, index * sampleSize, x, i * sampleSize, sampleSize);
-                    y[i] = labels[index];
-                }
+                NDList batch = batch(manager, order, next, count);
                 next += count;
-                NDArray inputs = manager.create(FloatBuffer.wrap(x), new Shape(count, channels, height, width));
-                return new NDList(inputs, manager.create(y));
+                return batch;
             }
         };
+    }
+
+    /**
+     * One batch in {@code manager}: the samples {@code order[from .. from + count)} as inputs (count, C, H, W)
+     * float32 and labels (count) int64.
+     */
+    public NDList batch(NDManager manager, int[] order, int from, int count) {
+        int sampleSize = channels * height * width;
+        float[] x = new float[count * sampleSize];
+        long[] y = new long[count];
+        for (int i = 0; i < count; i++) {
+            int index = order[from + i];
+            System.arraycopy(values, index * sampleSize, x, i * sampleSize, sampleSize);
+            y[i] = labels[index];
+        }
+        NDArray inputs = manager.create(FloatBuffer.wrap(x), new Shape(count, channels, height, width));
+        return new NDList(inputs, manager.create(y));
     }
 
     /** Batches in stored order. */
