@@ -90,10 +90,14 @@ final class Mixing {
             }
             NDArray f = y.toType(DataType.FLOAT32, false);
             float minValue = f.min().getFloat();
-            float worstRow = f.sum(new int[] {1}).sub(1).abs().max().getFloat();
-            if (minValue < 0 || !(worstRow <= 1e-3f)) {
-                throw new KilnException(where + "soft labels must be probability rows (non-negative, summing to 1);"
-                        + (minValue < 0 ? " found the value " + minValue : " a row sum differs from 1 by " + worstRow));
+            if (!(minValue >= 0)) {
+                throw new KilnException(where + "soft labels must be non-negative probabilities, found " + minValue);
+            }
+            NDArray sums = f.sum(new int[] {1});
+            long worst = sums.sub(1).abs().argMax().getLong();
+            float worstSum = sums.getFloat(worst);
+            if (!(Math.abs(worstSum - 1) <= 1e-3f)) {
+                throw new KilnException(where + "soft label rows must sum to 1, row " + worst + " sums to " + worstSum);
             }
         } else {
             throw new KilnException(where + "labels must be (N) class indices or (N, K) soft targets, got shape " + ys);
