@@ -251,6 +251,25 @@ class AllTechniquesTest {
         }
     }
 
+    @ParameterizedTest
+    @MethodSource("ids")
+    void outputsBelongToTheCallersManagerAndInputsComeBack(String id) {
+        try (NDManager caller = manager.newSubManager()) {
+            NDArray x = images(6, 4, DataType.FLOAT32);
+            x.attach(caller);
+            NDArray y = labels(4);
+            y.attach(caller);
+            MixedBatch out = Fixtures.create(id, Map.of()).mix(new Batch(x, y, K), Fixtures.context(2));
+            // the call's own scope is closed by now: inputs are back with their owner and still readable
+            assertEquals(caller, x.getManager(), id);
+            assertEquals(caller, y.getManager(), id);
+            assertEquals(caller, out.inputs().getManager(), id);
+            assertEquals(caller, out.targets().getManager(), id);
+            assertEquals(4 * 2 * 6 * 9, x.toFloatArray().length);
+            assertEquals(4 * K, out.targets().toFloatArray().length);
+        }
+    }
+
     @Test
     void everyParameterHasADoc() {
         Map<String, Integer> seen = new HashMap<>();
