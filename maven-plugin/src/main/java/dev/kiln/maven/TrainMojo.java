@@ -1,0 +1,155 @@
+package dev.kiln.maven;
+
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.io.File;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import org.apache.maven.plugin.MojoExecutionException;
+import org.apache.maven.plugin.MojoFailureException;
+import org.apache.maven.plugins.annotations.LifecyclePhase;
+import org.apache.maven.plugins.annotations.Mojo;
+import org.apache.maven.plugins.annotations.Parameter;
+import org.apache.maven.project.MavenProject;
+import org.apache.maven.project.MavenProjectHelper;
+
+/**
+ * Trains a model from the zoo on a dataset, with mixed-sample augmentations, and writes the checkpoint
+ * (safetensors) and its model card (JSON). A second run with the same inputs is skipped as up to date.
+ */
+@Mojo(name = "train", defaultPhase = LifecyclePhase.PROCESS_CLASSES, threadSafe = true)
+public class TrainMojo extends AbstractKilnMojo {
+
+    /** Model id from the zoo: {@code mlp}, {@code cnn} or {@code resnet}. */
+    @Parameter(property = "kiln.model", defaultValue = "cnn")
+    private String model;
+
+    /** The model's parameters (see the technique reference for each model's names and defaults). */
+    @Parameter
+    private Map<String, String> modelParams;
+
+    /** The data: an IDX folder (Fashion-MNIST layout), a folder of class subfolders of images, or a CSV file. */
+    @Parameter(property = "kiln.dataset", required = true)
+    private File dataset;
+
+    /** Passes over the training data. */
+    @Parameter(property = "kiln.epochs", defaultValue = "10")
+    private int epochs;
+
+    /** Samples per optimisation step. */
+    @Parameter(property = "kiln.batchSize", defaultValue = "64")
+    private int batchSize;
+
+    /** {@code sgd} (with momentum) or {@code adamw}. */
+    @Parameter(property = "kiln.optimizer", defaultValue = "sgd")
+    private String optimizer;
+
+    /** Peak learning rate of the cosine schedule. */
+    @Parameter(property = "kiln.learningRate", defaultValue = "0.05")
+    private double learningRate;
+
+    /** Steps of linear warm-up before the cosine decay. */
+    @Parameter(property = "kiln.warmupSteps", defaultValue = "0")
+    private int warmupSteps;
+
+    /** SGD momentum. */
+    @Parameter(property = "kiln.momentum", defaultValue = "0.9")
+    private double momentum;
+
+    /** Weight decay (L2 for SGD, decoupled for AdamW). */
+    @Parameter(property = "kiln.weightDecay", defaultValue = "0.0005")
+    private double weightDecay;
+
+    /** Seeds initialisation, shuffling and augmentation: the same seed on one thread gives the same checkpoint. */
+    @Parameter(property = "kiln.seed", defaultValue = "42")
+    private long seed;
+
+    /** Mixed-sample augmentations; with several, one is picked per batch. */
+    @Parameter
+    private List<TechniqueConfig> augment;
+
+    /** The checkpoint to write; the model card is written beside it as {@code <name>.card.json}. */
+    @Parameter(property = "kiln.output", defaultValue = "${project.build.directory}/kiln/model.safetensors")
+    private File output;
+
+    /** Continue an interrupted run from its last epoch checkpoint. */
+    @Parameter(property = "kiln.resume", defaultValue = "false")
+    private boolean resume;
+
+    /** Train even when the checkpoint is up to date. */
+    @Parameter(property = "kiln.force", defaultValue = "false")
+    private boolean force;
+
+    /** Attach the checkpoint and card to the project (installed and deployed with it). */
+    @Parameter(property = "kiln.attach", defaultValue = "true")
+    private boolean attach;
+
+    /** Classifier of the attached checkpoint. */
+    @Parameter(defaultValue = "${project.execution.id}")
+    private String classifier;
+
+    @Parameter(defaultValue = "${project}", readonly = true)
+    private MavenProject project;
+
+    @javax.inject.Inject
+    private MavenProjectHelper projectHelper;
+
+    @Override
+    protected String workerGoal() {
+        return "train";
+    }
+
+    @Override
+    protected ObjectNode configuration() throws MojoFailureException {
+        if (dataset == null) {
+            throw new MojoFailureException("<dataset> is required: an IDX folder, an image folder or a CSV file");
+        }
+        ObjectNode config = newConfiguration();
+        config.put("model", model);
+        ObjectNode params = config.putObject("modelParams");
+        if (modelParams != null) {
+            modelParams.forEach(params::put);
+        }
+        config.put("dataset", dataset.getAbsolutePath());
+        config.put("epochs", epochs);
+        config.put("batchSize", batchSize);
+        config.put("optimizer", optimizer);
+        config.put("learningRate", learningRate);
+        config.put("warmupSteps", warmupSteps);
+        config.put("momentum", momentum);
+        config.put("weightDecay", weightDecay);
+        config.put("seed", seed);
+        ArrayNode techniques = config.putArray("augment");
+        for (TechniqueConfig technique : augment == null ? new ArrayList<TechniqueConfig>() : augment) {
+            if (technique.getId() == null || technique.getId().isBlank()) {
+                throw new MojoFailureException("every <augment><technique> needs an <id>; see mvn kiln:list");
+            }
+            ObjectNode entry = techniques.addObject();
+            entry.put("id", technique.getId().trim());
+            ObjectNode values = entry.putObject("params");
+            technique.getParams().forEach(values::put);
+        }
+        config.put("output", output.getAbsolutePath());
+        config.put("resume", resume);
+        config.put("force", force);
+        return config;
+    }
+
+    @Override
+    protected void onResult(Map<String, Object> result) throws MojoExecutionException {
+        if (!attach || project == null || projectHelper == null || "standalone-pom".equals(project.getArtifactId())) {
+            return;
+        }
+        String suffix = classifier == null || classifier.isBlank() || classifier.startsWith("default")
+                ? "model" : classifier;
+        Object checkpoint = result.get("output");
+        Object card = result.get("modelCard");
+        if (checkpoint != null) {
+            projectHelper.attachArtifact(project, "safetensors", suffix, new File(checkpoint.toString()));
+        }
+        if (card != null) {
+            projectHelper.attachArtifact(project, "json", suffix + "-card", new File(card.toString()));
+        }
+    }
+}
