@@ -1,0 +1,491 @@
+package dev.kiln.core.merge;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.DataType;
+import dev.kiln.core.io.AtomicFiles;
+import dev.kiln.core.safetensors.DType;
+import dev.kiln.core.safetensors.SafetensorsWriter;
+import dev.kiln.core.safetensors.ShardedCheckpoint;
+import dev.kiln.core.safetensors.ShardedCheckpointWriter;
+import dev.kiln.core.safetensors.TensorInfo;
+import dev.kiln.core.safetensors.TensorSpec;
+import dev.kiln.core.worker.Event;
+import dev.kiln.core.worker.EventSink;
+import dev.kiln.core.worker.Json;
+import dev.kiln.spi.KilnException;
+import dev.kiln.spi.KilnSpi;
+import dev.kiln.spi.merge.MergeInput;
+import dev.kiln.spi.merge.MergeMethod;
+import dev.kiln.spi.merge.ModelTensor;
+import java.io.IOException;
+import java.lang.management.ManagementFactory;
+import java.lang.management.MemoryPoolMXBean;
+import java.lang.management.MemoryType;
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.SplittableRandom;
+import java.util.concurrent.CompletionService;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorCompletionService;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+import java.util.random.RandomGenerator;
+
+/**
+ * Merges checkpoints tensor by tensor with a {@link MergeMethod}, streaming so memory holds only the tensors in
+ * flight.
+ *
+ * <p>Everything that can be checked from the headers (files readable, same tensor names, shapes and dtypes in every
+ * input, a base when the method needs one) is checked before any output is started. Values are checked lazily per
+ * tensor (NaN/Inf), which is safe because the output is written to temporary files that are renamed onto the output
+ * path only when every tensor has been merged: a failed merge leaves no file at the output path.
+ *
+ * <p>Each tensor is merged on its own {@link NDManager} by a bounded pool; its random source is derived from the
+ * seed and the tensor's name alone, so the result does not depend on the number of threads or their scheduling.
+ * Float tensors are merged in float32 and written in their input dtype (or the requested one); integer and boolean
+ * tensors are copied unchanged from the base (or the first model).
+ */
+public final class MergePipeline {
+
+    /** Seconds between progress events. */
+    private static final long PROGRESS_NANOS = 2_000_000_000L;
+
+    private final MergeMethod method;
+    private final MergeSpec spec;
+    private final EventSink events;
+
+    public MergePipeline(MergeMethod method, MergeSpec spec, EventSink events) {
+        this.method = method;
+        this.spec = spec;
+        this.events = events == null ? e -> { } : events;
+    }
+
+    /** The Kiln version recorded in outputs: the jar's, or the SPI's when run from classes. */
+    public static String kilnVersion() {
+        String version = MergePipeline.class.getPackage().getImplementationVersion();
+        return version != null ? version : KilnSpi.VERSION;
+    }
+
+    /** The report file written beside {@code output}. */
+    public static Path reportFile(Path output) {
+        return output.resolveSibling(stem(output) + ".merge-report.json");
+    }
+
+    /** The file a merge to {@code output} produces: the output itself, or the index when sharded. */
+    public static Path producedFile(Path output, long maxShardBytes) {
+        return maxShardBytes > 0 ? output.resolveSibling(stem(output) + ".safetensors.index.json") : output;
+    }
+
+    static String stem(Path output) {
+        String name = output.getFileName().toString();
+        return name.endsWith(".safetensors") ? name.substring(0, name.length() - ".safetensors".length()) : name;
+    }
+
+    /** Validates, merges and writes the output and the report; returns the report. */
+    public Map<String, Object> run() {
+        if (spec.models().isEmpty()) {
+            throw new KilnException("merge: no models to merge; list at least one model");
+        }
+        if (method.requiresBase() && spec.base() == null) {
+            throw new KilnException("merge method '" + spec.methodId() + "' needs a base model (task vectors are "
+                    + "differences to it); set base");
+        }
+        if (spec.outputDtype() != null && !spec.outputDtype().isFloating()) {
+            throw new KilnException("merge: outputDtype must be a float type (F32, F16, BF16, F64), not "
+                    + spec.outputDtype());
+        }
+        long started = System.nanoTime();
+        List<ShardedCheckpoint> opened = new ArrayList<>();
+        try {
+            ShardedCheckpoint base = spec.base() == null ? null : open(opened, spec.base(), "base model");
+            List<ShardedCheckpoint> models = new ArrayList<>();
+            for (int i = 0; i < spec.models().size(); i++) {
+                models.add(open(opened, spec.models().get(i).path(), "model " + (i + 1)));
+            }
+            ShardedCheckpoint reference = base != null ? base : models.get(0);
+            List<String> names = reference.names();
+            checkCompatible(reference, base != null ? "base model" : "model 1", base, models);
+            return merge(base, models, reference, names, started);
+        } finally {
+            for (ShardedCheckpoint c : opened) {
+                c.close();
+            }
+        }
+    }
+
+    private static ShardedCheckpoint open(List<ShardedCheckpoint> opened, Path path, String role) {
+        if (!Files.exists(path)) {
+            throw new KilnException("merge: " + role + " " + path + " does not exist");
+        }
+        try {
+            ShardedCheckpoint c = ShardedCheckpoint.open(path);
+            opened.add(c);
+            return c;
+        } catch (KilnException e) {
+            throw new KilnException("merge: cannot read " + role + " " + path + ": " + e.getMessage(), e);
+        }
+    }
+
+    private void checkCompatible(ShardedCheckpoint reference, String referenceRole, ShardedCheckpoint base,
+            List<ShardedCheckpoint> models) {
+        Set<String> expected = new HashSet<>(reference.names());
+        for (int i = 0; i < models.size(); i++) {
+            ShardedCheckpoint model = models.get(i);
+            if (model == reference) {
+                continue;
+            }
+            String role = "model " + (i + 1) + " (" + spec.models().get(i).path() + ")";
+            for (String name : reference.names()) {
+                if (!model.contains(name)) {
+                    throw new KilnException("merge: tensor '" + name + "' of the " + referenceRole
+                            + " is missing from " + role);
+                }
+                TensorInfo want = reference.info(name);
+                TensorInfo got = model.info(name);
+                if (!Arrays.equals(want.shape(), got.shape())) {
+                    throw new KilnException("merge: tensor '" + name + "' has shape " + Arrays.toString(got.shape())
+                            + " in " + role + " but shape " + Arrays.toString(want.shape()) + " in the "
+                            + referenceRole);
+                }
+                if (want.dtype() != got.dtype()) {
+                    throw new KilnException("merge: tensor '" + name + "' has dtype " + got.dtype() + " in " + role
+                            + " but dtype " + want.dtype() + " in the " + referenceRole);
+                }
+            }
+            for (String name : model.names()) {
+                if (!expected.contains(name)) {
+                    throw new KilnException("merge: tensor '" + name + "' of " + role + " is missing from the "
+                            + referenceRole);
+                }
+            }
+        }
+    }
+
+    private Map<String, Object> merge(ShardedCheckpoint base, List<ShardedCheckpoint> models,
+            ShardedCheckpoint reference, List<String> names, long started) {
+        List<TensorSpec> specs = new ArrayList<>();
+        long bytesIn = 0;
+        for (String name : names) {
+            TensorInfo info = reference.info(name);
+            DType out = info.dtype().isFloating() && spec.outputDtype() != null ? spec.outputDtype() : info.dtype();
+            specs.add(new TensorSpec(name, out, info.shape()));
+            bytesIn += info.byteLength() * (models.size() + (base != null ? 1 : 0));
+        }
+        Map<String, String> metadata = metadata(models);
+        Path produced = producedFile(spec.output(), spec.maxShardBytes());
+        try {
+            Files.createDirectories(spec.output().toAbsolutePath().getParent());
+        } catch (IOException e) {
+            throw new KilnException("merge: cannot create the output folder of " + spec.output() + ": " + e, e);
+        }
+        Output output = spec.maxShardBytes() > 0
+                ? new Output(null, ShardedCheckpointWriter.create(spec.output().toAbsolutePath().getParent(),
+                        stem(spec.output()), spec.maxShardBytes(), metadata, specs))
+                : new Output(SafetensorsWriter.create(spec.output(), metadata, specs), null);
+        Map<String, Map<String, Object>> perTensor = new LinkedHashMap<>();
+        ExecutorService pool = Executors.newFixedThreadPool(spec.threads(), runnable -> {
+            Thread t = new Thread(runnable, "kiln-merge");
+            t.setDaemon(true);
+            return t;
+        });
+        try (output) {
+            CompletionService<Map<String, Object>> done = new ExecutorCompletionService<>(pool);
+            List<Future<Map<String, Object>>> futures = new ArrayList<>();
+            for (String name : names) {
+                futures.add(done.submit(() -> mergeOne(name, base, models, reference, output)));
+            }
+            long lastProgress = System.nanoTime();
+            long bytesDone = 0;
+            long perInput = base != null ? models.size() + 1 : models.size();
+            for (int finished = 0; finished < names.size(); ) {
+                Future<Map<String, Object>> next = done.poll(250, TimeUnit.MILLISECONDS);
+                if (next != null) {
+                    Map<String, Object> stats = unwrap(next);
+                    String name = (String) stats.remove("name");
+                    perTensor.put(name, stats);
+                    bytesDone += reference.info(name).byteLength() * perInput;
+                    finished++;
+                }
+                long now = System.nanoTime();
+                if (now - lastProgress >= PROGRESS_NANOS && finished < names.size()) {
+                    lastProgress = now;
+                    progress(finished, names.size(), bytesDone, bytesIn, now - started);
+                }
+            }
+            output.commit();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new KilnException("merge interrupted", e);
+        } finally {
+            pool.shutdownNow();
+        }
+        double seconds = (System.nanoTime() - started) / 1e9;
+        Map<String, Object> report = new LinkedHashMap<>();
+        report.put("method", spec.methodId());
+        report.put("params", new java.util.TreeMap<>(spec.params()));
+        report.put("output", produced.toString());
+        report.put("kilnVersion", kilnVersion());
+        report.put("seed", spec.seed());
+        // Sorted by name so that the report does not depend on the order threads finished in.
+        Map<String, Object> tensors = new LinkedHashMap<>();
+        for (String name : names) {
+            tensors.put(name, perTensor.get(name));
+        }
+        report.put("tensors", tensors);
+        Map<String, Object> totals = new LinkedHashMap<>();
+        totals.put("tensors", names.size());
+        totals.put("bytesIn", bytesIn);
+        totals.put("seconds", seconds);
+        totals.put("gbPerSecond", seconds > 0 ? bytesIn / 1e9 / seconds : 0.0);
+        totals.put("peakHeapBytes", peakHeap());
+        totals.put("threads", spec.threads());
+        report.put("totals", totals);
+        try {
+            AtomicFiles.writeString(reportFile(spec.output()),
+                    Json.MAPPER.writerWithDefaultPrettyPrinter().writeValueAsString(report));
+        } catch (IOException e) {
+            throw new KilnException("merge: cannot write the report " + reportFile(spec.output()) + ": " + e, e);
+        }
+        events.emit(Event.info(String.format("Merged %d tensors of %d model(s) with %s in %.1f s (%.3f GB/s) into %s",
+                names.size(), models.size(), spec.methodId(), seconds, (double) totals.get("gbPerSecond"),
+                produced)));
+        return report;
+    }
+
+    private void progress(int done, int total, long bytesDone, long bytesIn, long elapsedNanos) {
+        double seconds = elapsedNanos / 1e9;
+        double rate = seconds > 0 ? bytesDone / 1e9 / seconds : 0;
+        double eta = bytesDone > 0 ? seconds * (bytesIn - bytesDone) / bytesDone : Double.NaN;
+        Map<String, Object> data = new LinkedHashMap<>();
+        data.put("tensorsDone", done);
+        data.put("tensors", total);
+        data.put("gbPerSecond", rate);
+        data.put("etaSeconds", Double.isNaN(eta) ? null : eta);
+        events.emit(Event.progress(String.format("merge: %d/%d tensors, %.3f GB/s, ETA %s", done, total, rate,
+                Double.isNaN(eta) ? "?" : String.format("%.0f s", eta)), data));
+    }
+
+    private static Map<String, Object> unwrap(Future<Map<String, Object>> future) throws InterruptedException {
+        try {
+            return future.get();
+        } catch (ExecutionException e) {
+            Throwable cause = e.getCause();
+            if (cause instanceof RuntimeException r) {
+                throw r;
+            }
+            if (cause instanceof Error err) {
+                throw err;
+            }
+            throw new KilnException("merge failed: " + cause, cause);
+        }
+    }
+
+    /** Merges one tensor name and writes it; returns its statistics (with its name under "name"). */
+    private Map<String, Object> mergeOne(String name, ShardedCheckpoint base, List<ShardedCheckpoint> models,
+            ShardedCheckpoint reference, Output output) {
+        long t0 = System.nanoTime();
+        TensorInfo info = reference.info(name);
+        Map<String, Object> stats = new LinkedHashMap<>();
+        stats.put("name", name);
+        stats.put("numel", info.elementCount());
+        stats.put("dtype", info.dtype().code());
+        if (!info.dtype().isFloating()) {
+            // Integer tensors (positions, masks, counters) have no meaningful average: keep the reference's bytes.
+            List<ByteBuffer> chunks = reference.reader(name).mapChunks(name);
+            output.write(name, chunks.toArray(new ByteBuffer[0]));
+            stats.put("copied", true);
+            stats.put("seconds", (System.nanoTime() - t0) / 1e9);
+            return stats;
+        }
+        try (NDManager manager = NDManager.newBaseManager()) {
+            NDArray baseArray = base == null ? null : load(base, name, manager, "the base model");
+            List<ModelTensor> tensors = new ArrayList<>();
+            for (int i = 0; i < models.size(); i++) {
+                MergeSpec.ModelInput input = spec.models().get(i);
+                NDArray array = load(models.get(i), name, manager, "model " + (i + 1) + " (" + input.path() + ")");
+                tensors.add(new ModelTensor(array, input.weight(), input.overrides(), null));
+            }
+            MergeInput mergeInput = new MergeInput(name, baseArray, List.copyOf(tensors), random(spec.seed(),
+                    name));
+            NDArray merged = method.merge(mergeInput);
+            if (merged == null || !merged.getShape().equals(tensors.get(0).tensor().getShape())) {
+                throw new KilnException("merge method '" + spec.methodId() + "' returned "
+                        + (merged == null ? "nothing" : "shape " + merged.getShape()) + " for tensor '" + name
+                        + "' of shape " + tensors.get(0).tensor().getShape());
+            }
+            if (merged.getDataType() != DataType.FLOAT32) {
+                merged = merged.toType(DataType.FLOAT32, false);
+            }
+            if (baseArray != null) {
+                NDArray delta = merged.sub(baseArray);
+                stats.put("keptDensity", delta.neq(0).countNonzero().getLong() / (double) Math.max(1,
+                        info.elementCount()));
+                NDArray positive = null;
+                NDArray negative = null;
+                for (ModelTensor m : tensors) {
+                    NDArray tau = m.tensor().sub(baseArray);
+                    NDArray pos = tau.gt(0);
+                    NDArray neg = tau.lt(0);
+                    positive = positive == null ? pos : positive.logicalOr(pos);
+                    negative = negative == null ? neg : negative.logicalOr(neg);
+                }
+                stats.put("signConflict", positive.logicalAnd(negative).countNonzero().getLong()
+                        / (double) Math.max(1, info.elementCount()));
+            }
+            output.write(name, merged);
+        }
+        stats.put("seconds", (System.nanoTime() - t0) / 1e9);
+        return stats;
+    }
+
+    private NDArray load(ShardedCheckpoint checkpoint, String name, NDManager manager, String role) {
+        NDArray array = checkpoint.read(name, manager);
+        if (array.getDataType() != DataType.FLOAT32) {
+            array = array.toType(DataType.FLOAT32, false);
+        }
+        if (!spec.allowNonFinite()) {
+            // isInfinite/isNaN on float32 are cheap elementwise passes; only the count crosses to Java.
+            long bad = array.isNaN().logicalOr(array.isInfinite()).countNonzero().getLong();
+            if (bad > 0) {
+                throw new KilnException("merge: tensor '" + name + "' of " + role + " contains " + bad
+                        + " NaN or infinite value(s); fix the checkpoint or set allowNonFinite");
+            }
+        }
+        return array;
+    }
+
+    /**
+     * A random source for one tensor that depends only on the seed and the tensor's name (a SplitMix-style mix of
+     * the seed with a 64-bit hash of the UTF-8 name).
+     */
+    static RandomGenerator random(long seed, String name) {
+        long h = 0xcbf29ce484222325L;
+        for (byte b : name.getBytes(StandardCharsets.UTF_8)) {
+            h = (h ^ (b & 0xff)) * 0x100000001b3L;
+        }
+        long z = seed * 0x9e3779b97f4a7c15L + h;
+        z = (z ^ (z >>> 30)) * 0xbf58476d1ce4e5b9L;
+        z = (z ^ (z >>> 27)) * 0x94d049bb133111ebL;
+        return new SplittableRandom(z ^ (z >>> 31));
+    }
+
+    private Map<String, String> metadata(List<ShardedCheckpoint> models) {
+        Map<String, String> metadata = new LinkedHashMap<>();
+        metadata.put("format", "pt");
+        metadata.put("kiln.version", kilnVersion());
+        metadata.put("kiln.merge.method", spec.methodId());
+        try {
+            metadata.put("kiln.merge.params", Json.MAPPER.writeValueAsString(new java.util.TreeMap<>(spec.params())));
+            List<Map<String, Object>> inputs = new ArrayList<>();
+            if (spec.base() != null) {
+                inputs.add(describe("base", spec.base(), 1.0, Map.of()));
+            }
+            for (MergeSpec.ModelInput m : spec.models()) {
+                inputs.add(describe("model", m.path(), m.weight(), m.overrides()));
+            }
+            metadata.put("kiln.merge.inputs", Json.MAPPER.writeValueAsString(inputs));
+        } catch (IOException e) {
+            throw new KilnException("merge: cannot encode the output metadata: " + e, e);
+        }
+        metadata.put("kiln.merge.seed", Long.toString(spec.seed()));
+        return metadata;
+    }
+
+    private static Map<String, Object> describe(String role, Path path, double weight, Map<String, Double> params) {
+        Map<String, Object> d = new LinkedHashMap<>();
+        d.put("role", role);
+        d.put("path", path.toString());
+        d.put("bytes", sizeOf(path));
+        d.put("weight", weight);
+        if (!params.isEmpty()) {
+            d.put("params", new java.util.TreeMap<>(params));
+        }
+        return d;
+    }
+
+    /** Bytes of a checkpoint: the file, or every file directly in its folder. */
+    static long sizeOf(Path path) {
+        try {
+            if (Files.isDirectory(path)) {
+                try (var files = Files.list(path)) {
+                    return files.filter(Files::isRegularFile).mapToLong(p -> {
+                        try {
+                            return Files.size(p);
+                        } catch (IOException e) {
+                            return 0;
+                        }
+                    }).sum();
+                }
+            }
+            return Files.size(path);
+        } catch (IOException e) {
+            return -1;
+        }
+    }
+
+    private static long peakHeap() {
+        long peak = 0;
+        for (MemoryPoolMXBean pool : ManagementFactory.getMemoryPoolMXBeans()) {
+            if (pool.getType() == MemoryType.HEAP && pool.getPeakUsage() != null) {
+                peak += pool.getPeakUsage().getUsed();
+            }
+        }
+        return peak;
+    }
+
+    /** One file or a sharded set; writes are serialised because the writers are not meant for concurrent use. */
+    private static final class Output implements AutoCloseable {
+        private final SafetensorsWriter single;
+        private final ShardedCheckpointWriter sharded;
+
+        Output(SafetensorsWriter single, ShardedCheckpointWriter sharded) {
+            this.single = single;
+            this.sharded = sharded;
+        }
+
+        synchronized void write(String name, NDArray array) {
+            if (single != null) {
+                single.write(name, array);
+            } else {
+                sharded.write(name, array);
+            }
+        }
+
+        synchronized void write(String name, ByteBuffer... chunks) {
+            if (single != null) {
+                single.write(name, chunks);
+            } else {
+                sharded.write(name, chunks);
+            }
+        }
+
+        synchronized void commit() {
+            if (single != null) {
+                single.commit();
+            } else {
+                sharded.commit();
+            }
+        }
+
+        @Override
+        public synchronized void close() {
+            if (single != null) {
+                single.close();
+            } else {
+                sharded.close();
+            }
+        }
+    }
+}
