@@ -22,6 +22,7 @@ public class WorkerModule extends AbstractModule {
         MapBinder<String, Goal> goals = MapBinder.newMapBinder(binder(), String.class, Goal.class);
         goals.addBinding("list").to(ListGoal.class);
         goals.addBinding("ping").to(PingGoal.class);
+        goals.addBinding("merge").to(dev.kiln.core.merge.MergeGoal.class);
         goals.addBinding("train").to(TrainGoal.class);
     }
 
