@@ -206,6 +206,14 @@ public record MergeConfig(String methodId, Map<String, String> params, Path base
             }
             models.add(new MergeSpec.ModelInput(path, weight, overrides));
         }
+        if (!methodId.equals("slerp") && base != null) {
+            // mergekit lists the base among the models in many recipes but leaves it out of the task vectors.
+            Path b = base;
+            models.removeIf(m -> m.path().equals(b));
+            if (models.isEmpty()) {
+                throw new KilnException("merge config " + source + ": 'models' lists only the base model");
+            }
+        }
         if (methodId.equals("slerp") && base != null) {
             // mergekit interpolates from base_model (t = 0) to the other model; Kiln's slerp takes them in order.
             List<MergeSpec.ModelInput> ordered = new ArrayList<>();
