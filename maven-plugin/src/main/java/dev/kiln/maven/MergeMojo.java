@@ -1,0 +1,159 @@
+package dev.kiln.maven;
+
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.io.File;
+import java.util.List;
+import java.util.Map;
+import org.apache.maven.plugin.MojoExecutionException;
+import org.apache.maven.plugin.MojoFailureException;
+import org.apache.maven.plugins.annotations.LifecyclePhase;
+import org.apache.maven.plugins.annotations.Mojo;
+import org.apache.maven.plugins.annotations.Parameter;
+import org.apache.maven.project.MavenProject;
+import org.apache.maven.project.MavenProjectHelper;
+
+/**
+ * Merges model checkpoints (safetensors) with a merge method (ties, dare, task-arithmetic, slerp, ...), configured
+ * either in the pom ({@code method}, {@code params}, {@code base}, {@code models}) or by a mergekit YAML recipe
+ * ({@code config}). Skipped when the output is up to date with its inputs and configuration.
+ */
+@Mojo(name = "merge", defaultPhase = LifecyclePhase.PACKAGE, threadSafe = true)
+public class MergeMojo extends AbstractKilnMojo {
+
+    /** The merge method id, e.g. {@code ties}; see {@code mvn kiln:list -Dkiln.kind=merge}. */
+    @Parameter(property = "kiln.method")
+    private String method;
+
+    /** The method's parameters, e.g. {@code <density>0.5</density>}. */
+    @Parameter
+    private Map<String, String> params;
+
+    /** The base model the task vectors are taken against (needed by task-vector methods). */
+    @Parameter
+    private File base;
+
+    /** The models to merge, each with {@code path}, optional {@code weight} and per-model {@code params}. */
+    @Parameter
+    private List<ModelEntry> models;
+
+    /** A mergekit-style YAML recipe; exclusive with method, base and models. Paths in it are relative to it. */
+    @Parameter(property = "kiln.mergeConfig")
+    private File config;
+
+    /** The merged checkpoint; when sharded, the shards and index are written next to it, named after it. */
+    @Parameter(property = "kiln.output", defaultValue = "${project.build.directory}/kiln/merged.safetensors")
+    private File output;
+
+    /** Seed of the random drop masks (DARE); each tensor's random source derives from it and the tensor name. */
+    @Parameter(property = "kiln.seed", defaultValue = "42")
+    private long seed;
+
+    /** The float dtype written ({@code float32}, {@code float16}, {@code bfloat16}); the inputs' when absent. */
+    @Parameter(property = "kiln.outputDtype")
+    private String outputDtype;
+
+    /** The most tensor bytes per output shard; 0 writes one file. */
+    @Parameter(property = "kiln.maxShardBytes", defaultValue = "0")
+    private long maxShardBytes;
+
+    /** Tensors merged at once; 0 picks up to 4 by the number of cores. */
+    @Parameter(property = "kiln.mergeThreads", defaultValue = "0")
+    private int mergeThreads;
+
+    /** Accept NaN or infinite weights in the inputs instead of failing. */
+    @Parameter(property = "kiln.allowNonFinite", defaultValue = "false")
+    private boolean allowNonFinite;
+
+    /** Merge even when the output is up to date. */
+    @Parameter(property = "kiln.force", defaultValue = "false")
+    private boolean force;
+
+    /** Attach the merged checkpoint to the project (installed and deployed with it). */
+    @Parameter(property = "kiln.attach", defaultValue = "true")
+    private boolean attach;
+
+    /** Classifier of the attached checkpoint. */
+    @Parameter(defaultValue = "merged")
+    private String classifier;
+
+    @Parameter(defaultValue = "${project}", readonly = true)
+    private MavenProject project;
+
+    @javax.inject.Inject
+    private MavenProjectHelper projectHelper;
+
+    @Override
+    protected String workerGoal() {
+        return "merge";
+    }
+
+    @Override
+    protected ObjectNode configuration() throws MojoFailureException {
+        ObjectNode c = newConfiguration();
+        boolean explicit = method != null || base != null || (models != null && !models.isEmpty());
+        if (config != null && explicit) {
+            throw new MojoFailureException("kiln:merge: <config> (a mergekit YAML recipe) cannot be combined with "
+                    + "<method>, <base> or <models>");
+        }
+        if (config == null && method == null) {
+            throw new MojoFailureException("kiln:merge: set <method> and <models>, or <config> (a mergekit YAML "
+                    + "recipe)");
+        }
+        if (config != null) {
+            c.put("config", config.getAbsolutePath());
+        }
+        if (method != null) {
+            c.put("method", method);
+        }
+        ObjectNode p = c.putObject("params");
+        if (params != null) {
+            params.forEach((k, v) -> p.put(k, v == null ? "" : v.trim()));
+        }
+        if (base != null) {
+            c.put("base", base.getAbsolutePath());
+        }
+        ArrayNode list = c.putArray("models");
+        if (models != null) {
+            for (ModelEntry m : models) {
+                if (m.getPath() == null) {
+                    throw new MojoFailureException("kiln:merge: every <model> needs a <path>");
+                }
+                ObjectNode entry = list.addObject();
+                entry.put("path", m.getPath().getAbsolutePath());
+                if (m.getWeight() != null) {
+                    entry.put("weight", m.getWeight());
+                }
+                ObjectNode mp = entry.putObject("params");
+                if (m.getParams() != null) {
+                    m.getParams().forEach((k, v) -> mp.put(k, v == null ? "" : v.trim()));
+                }
+            }
+        }
+        c.put("output", output.getAbsolutePath());
+        c.put("threads", mergeThreads);
+        c.put("seed", seed);
+        if (outputDtype != null && !outputDtype.isBlank()) {
+            c.put("outputDtype", outputDtype.trim());
+        }
+        c.put("maxShardBytes", maxShardBytes);
+        c.put("allowNonFinite", allowNonFinite);
+        c.put("force", force);
+        return c;
+    }
+
+    @Override
+    protected void onResult(Map<String, Object> result) throws MojoExecutionException {
+        if (!attach || project == null || projectHelper == null || "standalone-pom".equals(project.getArtifactId())) {
+            return;
+        }
+        Object produced = result.get("output");
+        if (produced == null) {
+            return;
+        }
+        String name = produced.toString();
+        // A sharded output is attached by its index; the shards it names sit next to it.
+        String type = name.endsWith(".json") ? "json" : "safetensors";
+        projectHelper.attachArtifact(project, type, classifier, new File(name));
+    }
+}

@@ -1,0 +1,43 @@
+package dev.kiln.maven;
+
+import java.io.File;
+import java.util.Map;
+
+/**
+ * One model of a {@code kiln:merge}: {@code <model><path>...</path><weight>0.5</weight><params><density>0.7</density>
+ * </params></model>}.
+ */
+public class ModelEntry {
+    /** The checkpoint: a safetensors file, a folder with {@code model.safetensors} or a sharded index. */
+    private File path;
+
+    /** The model's weight in the merge (mergekit's {@code weight}); 1 when absent. */
+    private Double weight;
+
+    /** Per-model method parameters (numbers), e.g. {@code density}, overriding the method's own. */
+    private Map<String, String> params;
+
+    public File getPath() {
+        return path;
+    }
+
+    public void setPath(File path) {
+        this.path = path;
+    }
+
+    public Double getWeight() {
+        return weight;
+    }
+
+    public void setWeight(Double weight) {
+        this.weight = weight;
+    }
+
+    public Map<String, String> getParams() {
+        return params;
+    }
+
+    public void setParams(Map<String, String> params) {
+        this.params = params;
+    }
+}
