@@ -155,7 +155,13 @@ final class MergeChecks {
             double[] values = Host.values(out);
             findings.failIf(TechniqueContract.FINITE, suffix(Host.nonFinite("merged tensor", out), where));
             if (findings.on(TechniqueContract.INPUTS_UNCHANGED)) {
-                unchanged(input, data, where);
+                try {
+                    unchanged(input, data, where);
+                } catch (RuntimeException e) {
+                    // Reading an input back fails when the method closed it, which the contract forbids too.
+                    findings.fail("an input can no longer be read after merge (closed?): " + Findings.describe(e)
+                            + where);
+                }
             }
             if (full && findings.on(TechniqueContract.DETERMINISM)) {
                 try {
