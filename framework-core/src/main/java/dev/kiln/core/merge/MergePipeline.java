@@ -116,7 +116,8 @@ public final class MergePipeline {
             }
             ShardedCheckpoint reference = base != null ? base : models.get(0);
             List<String> names = reference.names();
-            checkCompatible(reference, base != null ? "base model" : "model 1", base, models);
+            checkCompatible(reference, base != null ? "the base model (" + spec.base() + ")"
+                    : "model 1 (" + spec.models().get(0).path() + ")", base, models);
             return merge(base, models, reference, names, started);
         } finally {
             for (ShardedCheckpoint c : opened) {
@@ -149,24 +150,24 @@ public final class MergePipeline {
             String role = "model " + (i + 1) + " (" + spec.models().get(i).path() + ")";
             for (String name : reference.names()) {
                 if (!model.contains(name)) {
-                    throw new KilnException("merge: tensor '" + name + "' of the " + referenceRole
+                    throw new KilnException("merge: tensor '" + name + "' of " + referenceRole
                             + " is missing from " + role);
                 }
                 TensorInfo want = reference.info(name);
                 TensorInfo got = model.info(name);
                 if (!Arrays.equals(want.shape(), got.shape())) {
                     throw new KilnException("merge: tensor '" + name + "' has shape " + Arrays.toString(got.shape())
-                            + " in " + role + " but shape " + Arrays.toString(want.shape()) + " in the "
+                            + " in " + role + " but shape " + Arrays.toString(want.shape()) + " in "
                             + referenceRole);
                 }
                 if (want.dtype() != got.dtype()) {
                     throw new KilnException("merge: tensor '" + name + "' has dtype " + got.dtype() + " in " + role
-                            + " but dtype " + want.dtype() + " in the " + referenceRole);
+                            + " but dtype " + want.dtype() + " in " + referenceRole);
                 }
             }
             for (String name : model.names()) {
                 if (!expected.contains(name)) {
-                    throw new KilnException("merge: tensor '" + name + "' of " + role + " is missing from the "
+                    throw new KilnException("merge: tensor '" + name + "' of " + role + " is missing from "
                             + referenceRole);
                 }
             }
