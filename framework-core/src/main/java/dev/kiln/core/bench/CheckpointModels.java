@@ -1,0 +1,174 @@
+package dev.kiln.core.bench;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.Shape;
+import com.fasterxml.jackson.databind.JsonNode;
+import dev.kiln.core.data.Normalization;
+import dev.kiln.core.model.KilnModel;
+import dev.kiln.core.model.ModelZoo;
+import dev.kiln.core.safetensors.SafetensorsReader;
+import dev.kiln.core.worker.Json;
+import dev.kiln.spi.KilnException;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Turns a classifier checkpoint written by {@link dev.kiln.core.train.TrainingRun#saveModel} (or an epoch checkpoint
+ * of a training run) back into a ready {@link KilnModel}: the zoo id, model parameters, classes, input shape and
+ * normalisation are all read from the safetensors {@code __metadata__}, so nothing about the model is repeated in
+ * the pom.
+ */
+public final class CheckpointModels {
+    /** Metadata keys every Kiln classifier checkpoint carries. */
+    public static final List<String> REQUIRED_KEYS = List.of("kiln.format", "kiln.model", "kiln.model.parameters",
+            "kiln.data.classes", "kiln.input.shape", "kiln.normalization");
+    /** Training checkpoints also hold optimiser state under this prefix; it is not part of the model. */
+    private static final String OPTIMIZER_PREFIX = "optimizer.";
+
+    private CheckpointModels() {
+    }
+
+    /**
+     * A loaded classifier and what its checkpoint says about the data it expects.
+     *
+     * @param file the checkpoint
+     * @param model the initialised model with the checkpoint's parameters
+     * @param classes class names in label order
+     * @param normalization the per-channel statistics the model was trained with, or null when it was trained on
+     *     raw values
+     * @param metadata the checkpoint's full metadata
+     */
+    public record Loaded(Path file, KilnModel model, List<String> classes, Normalization normalization,
+            Map<String, String> metadata) {
+    }
+
+    /**
+     * Loads {@code file}; the model's parameters live in {@code manager}.
+     *
+     * @throws KilnException when the file is missing, not safetensors, not a Kiln classifier checkpoint (naming the
+     *     missing metadata key), or its tensors do not fit the model it describes
+     */
+    public static Loaded load(Path file, NDManager manager) {
+        if (!Files.isRegularFile(file)) {
+            throw new KilnException("checkpoint " + file + " does not exist (train it first, e.g. with kiln:train)");
+        }
+        try (SafetensorsReader reader = SafetensorsReader.open(file)) {
+            Map<String, String> meta = reader.metadata() == null ? Map.of() : reader.metadata();
+            for (String key : REQUIRED_KEYS) {
+                if (meta.get(key) == null || meta.get(key).isBlank()) {
+                    throw new KilnException("checkpoint " + file + " is not a Kiln classifier checkpoint: its"
+                            + " __metadata__ has no '" + key + "' (Kiln writes " + String.join(", ", REQUIRED_KEYS)
+                            + " when it trains a model)");
+                }
+            }
+            String format = meta.get("kiln.format");
+            if (!format.equals("model-v1") && !format.equals("checkpoint-v1")) {
+                throw new KilnException("checkpoint " + file + " has kiln.format '" + format
+                        + "'; the benchmark reads model-v1 and checkpoint-v1");
+            }
+            String id = meta.get("kiln.model");
+            Map<String, String> params = stringMap(file, "kiln.model.parameters", meta.get("kiln.model.parameters"));
+            List<String> classes = stringList(file, "kiln.data.classes", meta.get("kiln.data.classes"));
+            Shape shape = parseShape(file, meta.get("kiln.input.shape"));
+            Normalization stats = parseNormalization(file, meta.get("kiln.normalization"), shape);
+            KilnModel model = ModelZoo.build(id, params, shape, classes.size()).initialize(manager, 0);
+            try (NDManager scope = manager.newSubManager()) {
+                Map<String, NDArray> arrays = new LinkedHashMap<>();
+                for (String name : reader.names()) {
+                    if (!name.startsWith(OPTIMIZER_PREFIX)) {
+                        arrays.put(name, reader.read(name, scope));
+                    }
+                }
+                try {
+                    model.loadParameters(arrays);
+                } catch (KilnException e) {
+                    throw new KilnException("checkpoint " + file + ": " + e.getMessage(), e);
+                }
+            }
+            return new Loaded(file, model, classes, stats, Map.copyOf(meta));
+        }
+    }
+
+    private static JsonNode parse(Path file, String key, String text) {
+        try {
+            return Json.MAPPER.readTree(text);
+        } catch (IOException e) {
+            throw new KilnException("checkpoint " + file + ": metadata '" + key + "' is not JSON: " + text, e);
+        }
+    }
+
+    private static Map<String, String> stringMap(Path file, String key, String text) {
+        JsonNode node = parse(file, key, text);
+        if (!node.isObject()) {
+            throw new KilnException("checkpoint " + file + ": metadata '" + key + "' is not a JSON object: " + text);
+        }
+        Map<String, String> out = new LinkedHashMap<>();
+        Iterator<Map.Entry<String, JsonNode>> fields = node.fields();
+        while (fields.hasNext()) {
+            Map.Entry<String, JsonNode> field = fields.next();
+            out.put(field.getKey(), field.getValue().asText());
+        }
+        return out;
+    }
+
+    private static List<String> stringList(Path file, String key, String text) {
+        JsonNode node = parse(file, key, text);
+        if (!node.isArray() || node.size() < 2) {
+            throw new KilnException("checkpoint " + file + ": metadata '" + key + "' must list at least two classes,"
+                    + " got " + text);
+        }
+        List<String> out = new ArrayList<>();
+        node.forEach(n -> out.add(n.asText()));
+        return out;
+    }
+
+    /** Reads DJL's {@code Shape.toString()} form, e.g. {@code (1, 28, 28)}. */
+    static Shape parseShape(Path file, String text) {
+        String inner = text.trim().replaceAll("^\\(|\\)$", "");
+        String[] parts = inner.split(",");
+        long[] dims = new long[parts.length];
+        try {
+            for (int i = 0; i < parts.length; i++) {
+                dims[i] = Long.parseLong(parts[i].trim());
+            }
+        } catch (NumberFormatException e) {
+            dims = new long[0];
+        }
+        if (dims.length != 3 || dims[0] < 1 || dims[1] < 1 || dims[2] < 1) {
+            throw new KilnException("checkpoint " + file + ": metadata 'kiln.input.shape' is '" + text
+                    + "'; expected (C, H, W) such as (1, 28, 28)");
+        }
+        return new Shape(dims);
+    }
+
+    private static Normalization parseNormalization(Path file, String text, Shape shape) {
+        if (text.equals("none")) {
+            return null;
+        }
+        JsonNode node = parse(file, "kiln.normalization", text);
+        JsonNode mean = node.path("mean");
+        JsonNode std = node.path("std");
+        if (!mean.isArray() || !std.isArray() || mean.size() != shape.get(0) || std.size() != shape.get(0)) {
+            throw new KilnException("checkpoint " + file + ": metadata 'kiln.normalization' needs 'mean' and 'std'"
+                    + " with one value per channel (" + shape.get(0) + "), got " + text);
+        }
+        float[] m = new float[mean.size()];
+        float[] s = new float[std.size()];
+        for (int c = 0; c < m.length; c++) {
+            m[c] = (float) mean.get(c).asDouble();
+            s[c] = (float) std.get(c).asDouble();
+            if (!(s[c] > 0)) {
+                throw new KilnException("checkpoint " + file + ": metadata 'kiln.normalization' has std " + s[c]
+                        + " for channel " + c + "; it must be positive");
+            }
+        }
+        return new Normalization(m, s);
+    }
+}
