@@ -279,8 +279,8 @@ public final class TrainingRun {
         id.put("kiln.data.sha256", train.sha256());
         id.put("kiln.data.classes", json(train.classNames()));
         id.put("kiln.input.shape", train.sampleShape().toString());
-        id.put("kiln.normalization", stats == null ? "none" : json(Map.of("mean", stats.mean(), "std",
-                stats.std())));
+        id.put("kiln.normalization", stats == null ? "none" : json(new TreeMap<>(Map.of("mean", stats.mean(),
+                "std", stats.std()))));
         id.put("kiln.seed", Long.toString(config.seed()));
         id.put("kiln.epochs", Integer.toString(config.epochs()));
         id.put("kiln.batch-size", Integer.toString(config.batchSize()));
@@ -289,7 +289,9 @@ public final class TrainingRun {
                 config.momentum(), "nesterov", config.nesterov(), "weight-decay", config.weightDecay(), "beta1",
                 config.beta1(), "beta2", config.beta2()))));
         List<String> augmentations = new ArrayList<>();
-        config.augmentations().forEach(a -> augmentations.add(a.getClass().getName()));
+        // A lambda's class name carries a per-JVM suffix; only its stable part identifies the run across processes.
+        config.augmentations().forEach(a -> augmentations.add(a.getClass().getName().replaceAll("\\$\\$Lambda.*",
+                "\\$\\$Lambda")));
         id.put("kiln.augmentations", json(augmentations));
         return id;
     }
