@@ -89,6 +89,15 @@ public final class MiniLmEncoder implements AutoCloseable {
         return new MiniLmEncoder(BertWeights.fromOnnx(onnx), WordPieceTokenizer.fromJson(tokenizerJson), 12, parent);
     }
 
+    /**
+     * Loads from streams (e.g. class path resources), read fully and not closed here; 12 heads, the tokenizer's own
+     * maximum length.
+     */
+    public static MiniLmEncoder load(java.io.InputStream onnx, java.io.InputStream tokenizerJson, NDManager parent) {
+        return new MiniLmEncoder(BertWeights.fromOnnx(OnnxModelReader.read(onnx, "onnx stream")),
+                WordPieceTokenizer.fromJson(tokenizerJson, "tokenizer stream", 0), 12, parent);
+    }
+
     private NDArray weight(String name) {
         NDArray a = w.get(name);
         if (a == null) {
