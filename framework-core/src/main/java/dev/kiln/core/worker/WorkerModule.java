@@ -24,6 +24,7 @@ public class WorkerModule extends AbstractModule {
         goals.addBinding("ping").to(PingGoal.class);
         goals.addBinding("merge").to(dev.kiln.core.merge.MergeGoal.class);
         goals.addBinding("train").to(TrainGoal.class);
+        goals.addBinding("benchmark").to(dev.kiln.core.bench.BenchmarkGoal.class);
         goals.addBinding("compress").to(dev.kiln.core.compress.CompressGoal.class);
     }
 

@@ -255,4 +255,39 @@ class CheckpointAndHarnessTest {
         assertEquals(List.of("baseline", "fast"), BenchmarkHarness.variantNames(List.of(
                 new BenchmarkHarness.Variant("fast", "drop-listed", Map.of(), null))));
     }
+
+    @Test
+    void goalWritesTheReportThenFailsOnEveryMissedGate() throws Exception {
+        Path reports = dir.resolve("reports");
+        String json = "{\"checkpoint\": \"" + checkpoint + "\", \"dataset\": \"../data/fashion-mnist-mini\","
+                + " \"reportDir\": \"" + reports + "\", \"batchSize\": 50, \"warmup\": 1, \"repeats\": 1,"
+                + " \"latencySamples\": 2, \"limit\": 100,"
+                + " \"variants\": [{\"name\": \"full\"}, {\"name\": \"half\", \"skip\": {\"id\": \"drop-listed\","
+                + " \"params\": {\"blocks\": \"1,4\"}}}],"
+                + " \"gates\": [{\"minAccuracy\": 0.99}, {\"variant\": \"half\", \"minSpeedup\": 50}]}";
+        dev.kiln.core.worker.WorkerRequest request = new dev.kiln.core.worker.WorkerRequest("benchmark",
+                dev.kiln.core.worker.Json.MAPPER.readTree(json), 1, null, true);
+        List<dev.kiln.core.worker.Event> events = new ArrayList<>();
+        KilnException e = assertThrows(KilnException.class, () -> new BenchmarkGoal(REGISTRY).run(request,
+                events::add));
+        assertTrue(e.getMessage().startsWith("3 benchmark gates missed"), e.getMessage());
+        assertTrue(e.getMessage().contains("gate minAccuracy for variant 'full' missed: measured "), e.getMessage());
+        assertTrue(e.getMessage().contains("< required 0.99"), e.getMessage());
+        assertTrue(e.getMessage().contains("gate minSpeedup for variant 'half' missed"), e.getMessage());
+        for (String name : List.of("report.json", "report.md", "report.html")) {
+            assertTrue(Files.isRegularFile(reports.resolve(name)), name);
+        }
+        com.fasterxml.jackson.databind.JsonNode doc = dev.kiln.core.worker.Json.MAPPER.readTree(
+                reports.resolve("report.json").toFile());
+        assertEquals(100, doc.path("samples").asInt());
+        assertEquals(3, doc.path("gates").size());
+        assertTrue(events.stream().anyMatch(ev -> "warn".equals(ev.level()) && ev.message().contains("minSpeedup")));
+
+        // A typo in a gate's variant fails before any measuring.
+        String typo = json.replace("\"variant\": \"half\"", "\"variant\": \"halv\"");
+        KilnException early = assertThrows(KilnException.class, () -> new BenchmarkGoal(REGISTRY).run(
+                new dev.kiln.core.worker.WorkerRequest("benchmark", dev.kiln.core.worker.Json.MAPPER.readTree(typo),
+                        1, null, true), ev -> { }));
+        assertTrue(early.getMessage().contains("'halv'"), early.getMessage());
+    }
 }
