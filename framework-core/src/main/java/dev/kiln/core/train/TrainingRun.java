@@ -54,6 +54,8 @@ public final class TrainingRun {
     private final ImageDataset rawTrain;
     private final ImageDataset rawEval;
     private final TrainingListener listener;
+    private StepHook stepHook;
+    private Map<String, NDArray> initialParameters;
 
     /**
      * @param config the run's settings
@@ -71,6 +73,21 @@ public final class TrainingRun {
                 train.sampleShape()))) {
             throw new KilnException("evaluation data " + eval + " does not match training data " + train);
         }
+    }
+
+    /** Calls {@code hook} after every optimiser step (for example to re-apply a pruning mask); returns this run. */
+    public TrainingRun withStepHook(StepHook hook) {
+        this.stepHook = hook;
+        return this;
+    }
+
+    /**
+     * Starts from these parameters (all of the model's, by stable name) instead of the seeded initialisation, for
+     * fine-tuning; a checkpoint being resumed still takes precedence. Returns this run.
+     */
+    public TrainingRun startingFrom(Map<String, NDArray> parameters) {
+        this.initialParameters = parameters;
+        return this;
     }
 
     /** The checkpoint this run writes and resumes from, or null when it has no checkpoint folder. */
@@ -97,6 +114,9 @@ public final class TrainingRun {
         KilnModel model = ModelZoo.build(config.model(), config.modelParameters(), train.sampleShape(),
                 train.numClasses()).initialize(manager, config.seed());
         Map<String, Parameter> params = model.parameters();
+        if (initialParameters != null) {
+            model.loadParameters(initialParameters);
+        }
         ParameterOptimizer optimizer = config.optimizer().equals("adamw")
                 ? new AdamWOptimizer(config.beta1(), config.beta2(), 1e-8, config.weightDecay())
                 : new SgdOptimizer(config.momentum(), config.nesterov(), config.weightDecay());
@@ -169,6 +189,9 @@ public final class TrainingRun {
                     double lr = schedule.at(step);
                     optimizer.step(params, lr, step);
                     zeroGradients(params);
+                    if (stepHook != null) {
+                        stepHook.afterStep(params, step);
+                    }
                     long batchCorrect = logits.argMax(1).eq(targets.argMax(1)).sum().getLong();
                     lossSum += lossValue * count;
                     correct += batchCorrect;
