@@ -143,6 +143,10 @@ public final class FashionMnistAccuracy {
         }
         md.append("\nThe training loss of a mixing row is the soft-target cross-entropy on mixed batches (plus the"
                 + " extra term for `decoupled`), so it is not comparable with the `none` row.\n\n");
+        md.append("Published reference points for Fashion-MNIST: a 2-conv CNN reaches about 91-92% test accuracy,"
+                + " an MLP about 88-89% (Zalando's benchmark and common reproductions). The `none` row is the one to"
+                + " hold against them; mixed-sample augmentation is a regulariser that usually needs more than 10"
+                + " epochs to pay off on a model this small.\n\n");
         md.append("Command: `").append(command).append("`\n\n");
         md.append(String.format(Locale.ROOT, "Machine: %s, %d vCPU visible to the JVM, no GPU, Java %s, %s %s;"
                 + " shared with other builds while it ran, so the seconds are indicative only. Written %s.%n",
