@@ -65,6 +65,17 @@ public class TrainMojo extends AbstractKilnMojo {
     @Parameter(property = "kiln.seed", defaultValue = "42")
     private long seed;
 
+    /**
+     * The loss: {@code cross-entropy} (softmax against the soft targets) or {@code bce} (binary cross-entropy per
+     * class, the ResNet Strikes Back recipe with mixup and CutMix).
+     */
+    @Parameter(property = "kiln.loss", defaultValue = "cross-entropy")
+    private String loss;
+
+    /** With {@code bce}: binarise the mixed targets above this value (timm's target_threshold); negative keeps them. */
+    @Parameter(property = "kiln.bceThreshold", defaultValue = "-1")
+    private double bceThreshold;
+
     /** Mixed-sample augmentations; with several, one is picked per batch. */
     @Parameter
     private List<TechniqueConfig> augment;
@@ -120,6 +131,8 @@ public class TrainMojo extends AbstractKilnMojo {
         config.put("momentum", momentum);
         config.put("weightDecay", weightDecay);
         config.put("seed", seed);
+        config.put("loss", loss);
+        config.put("bceThreshold", bceThreshold);
         ArrayNode techniques = config.putArray("augment");
         for (TechniqueConfig technique : augment == null ? new ArrayList<TechniqueConfig>() : augment) {
             if (technique.getId() == null || technique.getId().isBlank()) {

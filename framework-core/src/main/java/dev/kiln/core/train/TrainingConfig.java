@@ -31,11 +31,16 @@ import java.util.Map;
  * @param augmentations mixed-sample augmentations; with several, one is picked per batch uniformly at random
  * @param checkpointDir where {@code last.safetensors} is written after every epoch; null for none
  * @param resume continue from {@code checkpointDir/last.safetensors} when it exists
+ * @param loss {@code cross-entropy} (softmax, soft targets) or {@code bce} (per-class binary cross-entropy)
+ * @param bceThreshold with {@code bce}: binarise targets above this value; negative keeps them soft
  */
 public record TrainingConfig(String model, Map<String, String> modelParameters, int epochs, int batchSize,
         String optimizer, double learningRate, double minLearningRate, int warmupSteps, double momentum,
         boolean nesterov, double weightDecay, double beta1, double beta2, long seed, int threads, boolean normalize,
-        List<Augmentation> augmentations, Path checkpointDir, boolean resume) {
+        List<Augmentation> augmentations, Path checkpointDir, boolean resume, String loss, double bceThreshold) {
+
+    /** The losses a config may name. */
+    public static final List<String> LOSSES = List.of("cross-entropy", "bce");
 
     /** The optimisers a config may name. */
     public static final List<String> OPTIMIZERS = List.of("sgd", "adamw");
@@ -59,6 +64,10 @@ public record TrainingConfig(String model, Map<String, String> modelParameters, 
         require(beta2 >= 0 && beta2 < 1, "beta2", beta2, "in [0, 1)");
         require(threads >= 0, "threads", threads, "at least 0");
         require(!resume || checkpointDir != null, "resume", resume, "false when there is no checkpointDir");
+        loss = loss.toLowerCase(Locale.ROOT);
+        require(LOSSES.contains(loss), "loss", loss, "one of " + String.join(", ", LOSSES));
+        require(bceThreshold < 1 && !Double.isNaN(bceThreshold), "bceThreshold", bceThreshold,
+                "below 1 (negative to keep soft targets)");
     }
 
     private static void require(boolean ok, String name, Object value, String allowed) {
@@ -93,6 +102,8 @@ public record TrainingConfig(String model, Map<String, String> modelParameters, 
         b.augmentations = new ArrayList<>(augmentations);
         b.checkpointDir = checkpointDir;
         b.resume = resume;
+        b.loss = loss;
+        b.bceThreshold = bceThreshold;
         return b;
     }
 
@@ -117,6 +128,8 @@ public record TrainingConfig(String model, Map<String, String> modelParameters, 
         private List<Augmentation> augmentations = new ArrayList<>();
         private Path checkpointDir;
         private boolean resume;
+        private String loss = "cross-entropy";
+        private double bceThreshold = -1;
 
         private Builder(String model) {
             this.model = model;
@@ -203,6 +216,16 @@ public record TrainingConfig(String model, Map<String, String> modelParameters, 
             return this;
         }
 
+        public Builder loss(String v) {
+            loss = v;
+            return this;
+        }
+
+        public Builder bceThreshold(double v) {
+            bceThreshold = v;
+            return this;
+        }
+
         public Builder resume(boolean v) {
             resume = v;
             return this;
@@ -211,7 +234,7 @@ public record TrainingConfig(String model, Map<String, String> modelParameters, 
         public TrainingConfig build() {
             return new TrainingConfig(model, modelParameters, epochs, batchSize, optimizer, learningRate,
                     minLearningRate, warmupSteps, momentum, nesterov, weightDecay, beta1, beta2, seed, threads,
-                    normalize, augmentations, checkpointDir, resume);
+                    normalize, augmentations, checkpointDir, resume, loss, bceThreshold);
         }
     }
 }

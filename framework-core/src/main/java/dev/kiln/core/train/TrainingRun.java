@@ -174,7 +174,9 @@ public final class TrainingRun {
                     NDArray loss;
                     try (GradientCollector collector = engine.newGradientCollector()) {
                         logits = model.forward(store, inputs, true);
-                        loss = SoftTargetLoss.crossEntropy(logits, targets);
+                        loss = config.loss().equals("bce")
+                                ? SoftTargetLoss.binaryCrossEntropy(logits, targets, config.bceThreshold())
+                                : SoftTargetLoss.crossEntropy(logits, targets);
                         if (extra != null) {
                             loss = loss.add(extra.compute(logits));
                         }
@@ -307,6 +309,9 @@ public final class TrainingRun {
         id.put("kiln.seed", Long.toString(config.seed()));
         id.put("kiln.epochs", Integer.toString(config.epochs()));
         id.put("kiln.batch-size", Integer.toString(config.batchSize()));
+        if (!config.loss().equals("cross-entropy")) {
+            id.put("kiln.loss", config.loss() + (config.bceThreshold() >= 0 ? ">" + config.bceThreshold() : ""));
+        }
         id.put("kiln.optimizer", json(new TreeMap<>(Map.of("name", config.optimizer(), "lr", config.learningRate(),
                 "min-lr", config.minLearningRate(), "warmup-steps", config.warmupSteps(), "momentum",
                 config.momentum(), "nesterov", config.nesterov(), "weight-decay", config.weightDecay(), "beta1",

@@ -89,6 +89,8 @@ public final class TrainGoal implements Goal {
                 .momentum(config.path("momentum").asDouble(0.9))
                 .weightDecay(config.path("weightDecay").asDouble(5e-4))
                 .seed(config.path("seed").asLong(42))
+                .loss(text(config, "loss", "cross-entropy"))
+                .bceThreshold(config.path("bceThreshold").asDouble(-1))
                 .threads(request.threads())
                 .augmentations(augmentations)
                 .checkpointDir(output.resolveSibling(output.getFileName() + ".work"))
