@@ -41,7 +41,7 @@ public final class SoftTargetLoss {
                     + logits.getShape() + "; both must be (N, K)");
         }
         NDArray t = threshold >= 0 ? targets.gt(threshold).toType(logits.getDataType(), false) : targets;
-        NDArray softplus = logits.abs().neg().exp().log1p();
+        NDArray softplus = logits.abs().neg().exp().add(1f).log();
         return logits.maximum(0f).sub(logits.mul(t)).add(softplus).mean();
     }
 }
