@@ -28,8 +28,8 @@ import java.util.SplittableRandom;
  * {@code layers.{i}.ln1.weight}, {@code layers.{i}.attn.qkv.weight} (3D x D, rows q then k then v),
  * {@code layers.{i}.attn.out.weight}, {@code layers.{i}.ln2.weight}, {@code layers.{i}.ffn.up.weight},
  * {@code layers.{i}.ffn.down.weight}, each with a {@code .bias}, {@code norm.weight}/{@code norm.bias} and, when
- * untied, {@code head.weight}); linear weights are (out, in). They are initialised from a seed; training is not part
- * of this class.
+ * untied, {@code head.weight}); linear weights are (out, in). They are initialised from a seed; training
+ * ({@link dev.kiln.core.lm.train.LmTrainer}) writes into these arrays in place and then calls {@link #refreshDerived}.
  *
  * <p>Skipping: the policy is consulted per layer per pass (one prefill pass over the prompt, one decode pass per new
  * token). A skipped block or sub-block is the identity. A pass whose attention would read a cache entry that an
@@ -80,11 +80,7 @@ public final class DecoderLm implements AutoCloseable {
         if (!config.tiedHead()) {
             put("head.weight", random, new Shape(VOCAB, d), 1 / Math.sqrt(d), 0);
         }
-        for (Map.Entry<String, NDArray> e : weights.entrySet()) {
-            if (e.getValue().getShape().dimension() == 2 && !e.getKey().startsWith("pos.")) {
-                transposed.put(e.getKey(), e.getValue().transpose());
-            }
-        }
+        refreshDerived();
     }
 
     private void put(String name, Random random, Shape shape, double std, double mean) {
@@ -117,6 +113,15 @@ public final class DecoderLm implements AutoCloseable {
      */
     public Generation generate(int[][] prompts, int maxNewTokens, Decoding decoding, SkipPolicy policy,
             boolean useCache) {
+        return generateTimed(prompts, maxNewTokens, decoding, policy, useCache).generation();
+    }
+
+    /**
+     * {@link #generate} that also reports the wall time of the prefill pass and of all decode passes, each pass
+     * measured up to the point its logits are on the host (so asynchronous device work is included).
+     */
+    public TimedGeneration generateTimed(int[][] prompts, int maxNewTokens, Decoding decoding, SkipPolicy policy,
+            boolean useCache) {
         int length = checkPrompts(prompts);
         if (maxNewTokens < 1) {
             throw new KilnException("maxNewTokens must be at least 1, got " + maxNewTokens);
@@ -128,22 +133,66 @@ public final class DecoderLm implements AutoCloseable {
                     + positions + " positions; the model's maxLength is " + config.maxLength());
         }
         int batch = prompts.length;
-        int layers = config.layers();
         int[][] seq = new int[batch][length + maxNewTokens];
         for (int b = 0; b < batch; b++) {
             System.arraycopy(prompts[b], 0, seq[b], 0, length);
         }
+        return loop(seq, length, maxNewTokens, decoding, policy, useCache, null);
+    }
+
+    /**
+     * Teacher-forced negative log-likelihoods under a skip policy: the first {@code promptLength} tokens of each
+     * sequence are one prefill pass, then every later token is fed as if it had been generated (one decode pass
+     * each, with the KV cache), so the policy takes exactly the decisions it would take while generating.
+     *
+     * @param sequences {@code [batch][length]} byte tokens, all the same length, at most {@code maxLength + 1}
+     * @param promptLength tokens in the prefill pass, at least 1 and below the sequence length
+     * @param policy skip policy, or null to run every block
+     * @param seed seeds the policy's random generator
+     * @return {@code [step][batch]} natural-log NLL of token {@code promptLength + step}
+     */
+    public float[][] forcedNll(int[][] sequences, int promptLength, SkipPolicy policy, long seed) {
+        int length = checkPrompts(sequences);
+        if (promptLength < 1 || promptLength >= length) {
+            throw new KilnException("promptLength must be in 1.." + (length - 1) + ", got " + promptLength);
+        }
+        if (length - 1 > config.maxLength()) {
+            throw new KilnException("sequence length " + length + " needs " + (length - 1)
+                    + " positions; the model's maxLength is " + config.maxLength());
+        }
+        int steps = length - promptLength;
+        float[][] nll = new float[steps][];
+        int[][] seq = new int[sequences.length][];
+        for (int b = 0; b < seq.length; b++) {
+            seq[b] = sequences[b].clone();
+        }
+        loop(seq, promptLength, steps, Decoding.greedy(seed), policy, true, nll);
+        return nll;
+    }
+
+    /**
+     * The shared pass loop. With {@code forcedNll} null the chosen token is written into {@code seq}; otherwise
+     * {@code seq} already holds the targets, which are kept, and each step's NLL of its target is stored there.
+     */
+    private TimedGeneration loop(int[][] seq, int length, int steps, Decoding decoding, SkipPolicy policy,
+            boolean useCache, float[][] forcedNll) {
+        int batch = seq.length;
+        int layers = config.layers();
+        int positions = length + steps - 1;
         byte[][] flags = new byte[positions][];
-        float[][][] allLogits = new float[maxNewTokens][][];
+        float[][][] allLogits = new float[steps][][];
         SplittableRandom sampler = new SplittableRandom(decoding.seed());
         // a separate stream so sampling never shifts the policy's draws between cached and recomputing runs
         SplittableRandom policyRandom = new SplittableRandom(decoding.seed() ^ 0x5DEECE66DL);
         ModelLayout layout = new ModelLayout(layers, 0);
+        long prefillNanos = 0;
+        long decodeNanos = 0;
         try (NDManager run = manager.newSubManager()) {
             NDArray[] keys = useCache ? new NDArray[layers] : null;
             NDArray[] values = useCache ? new NDArray[layers] : null;
             int[] cached = new int[layers];
-            for (int step = 0; step < maxNewTokens; step++) {
+            for (int step = 0; step < steps; step++) {
+                long started = System.nanoTime();
                 try (NDManager sm = run.newSubManager()) {
                     Phase phase = step == 0 ? Phase.PREFILL : Phase.DECODE;
                     int liveStart = step == 0 ? 0 : length + step - 1;
@@ -156,11 +205,21 @@ public final class DecoderLm implements AutoCloseable {
                     int from = useCache ? liveStart : 0;
                     Pass pass = new Pass(sm, run, session, policy, flags, from, liveStart, end, keys, values, cached);
                     NDArray logits = pass.forward(seq);
-                    allLogits[step] = toRows(logits, batch);
-                    int[] next = choose(sm, logits, decoding, sampler, batch);
-                    for (int b = 0; b < batch; b++) {
-                        seq[b][end] = next[b];
+                    if (forcedNll != null) {
+                        forcedNll[step] = nll(sm, logits, seq, end);
+                    } else {
+                        allLogits[step] = toRows(logits, batch);
+                        int[] next = choose(sm, logits, decoding, sampler, batch);
+                        for (int b = 0; b < batch; b++) {
+                            seq[b][end] = next[b];
+                        }
                     }
+                }
+                long took = System.nanoTime() - started;
+                if (step == 0) {
+                    prefillNanos = took;
+                } else {
+                    decodeNanos += took;
                 }
             }
             if (useCache) {
@@ -172,9 +231,9 @@ public final class DecoderLm implements AutoCloseable {
                 }
             }
         }
-        int[][] tokens = new int[batch][maxNewTokens];
+        int[][] tokens = new int[batch][steps];
         for (int b = 0; b < batch; b++) {
-            System.arraycopy(seq[b], length, tokens[b], 0, maxNewTokens);
+            System.arraycopy(seq[b], length, tokens[b], 0, steps);
         }
         boolean[][] layerRan = new boolean[positions][layers];
         boolean[][] attnRan = new boolean[positions][layers];
@@ -186,7 +245,33 @@ public final class DecoderLm implements AutoCloseable {
                 ffnRan[p][l] = (flags[p][l] & 4) != 0;
             }
         }
-        return new Generation(tokens, allLogits, layerRan, attnRan, ffnRan);
+        return new TimedGeneration(new Generation(tokens, forcedNll == null ? allLogits : null, layerRan, attnRan,
+                ffnRan), prefillNanos, decodeNanos);
+    }
+
+    private static float[] nll(NDManager sm, NDArray logits, int[][] seq, int position) {
+        long[] targets = new long[seq.length];
+        for (int b = 0; b < seq.length; b++) {
+            targets[b] = seq[b][position];
+        }
+        NDArray oneHot = sm.create(targets).oneHot(VOCAB).toType(DataType.FLOAT32, false);
+        return logits.logSoftmax(-1).mul(oneHot).sum(new int[] {-1}).neg().toFloatArray();
+    }
+
+    /**
+     * Recomputes what the forward pass derives from the weights (the transposed matrices). Call it after writing
+     * into {@link #weights()} in place (training, loading) so inference never reads stale copies.
+     */
+    public void refreshDerived() {
+        for (NDArray t : transposed.values()) {
+            t.close();
+        }
+        transposed.clear();
+        for (Map.Entry<String, NDArray> e : weights.entrySet()) {
+            if (e.getValue().getShape().dimension() == 2 && !e.getKey().startsWith("pos.")) {
+                transposed.put(e.getKey(), e.getValue().transpose());
+            }
+        }
     }
 
     private int checkPrompts(int[][] prompts) {
