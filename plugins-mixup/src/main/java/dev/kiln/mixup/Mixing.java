@@ -133,7 +133,30 @@ final class Mixing {
 
     /** Rows {@code idx} of {@code x} (a copy, never a view). */
     static NDArray gather(NDManager scope, NDArray x, long[] idx) {
+        // The default pairing reverses the batch: one flip kernel instead of building and applying an index array.
+        if (isReversal(idx)) {
+            return x.flip(0);
+        }
         return x.get(scope.create(idx));
+    }
+
+    private static boolean isReversal(long[] idx) {
+        for (int i = 0; i < idx.length; i++) {
+            if (idx[i] != idx.length - 1 - i) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /** The common value of {@code values}, or NaN when they differ (one coefficient per batch vs per sample). */
+    private static double uniform(double[] values) {
+        for (double v : values) {
+            if (v != values[0]) {
+                return Double.NaN;
+            }
+        }
+        return values[0];
     }
 
     /** The per-sample coefficients as a column (N, 1, ..., 1) of {@code rank} dimensions in {@code dtype}. */
@@ -146,12 +169,22 @@ final class Mixing {
 
     /** {@code lam * x + (1 - lam) * partner} with one coefficient per sample, in the inputs' dtype. */
     static NDArray blend(NDManager scope, NDArray x, NDArray partner, double[] lam) {
+        double shared = uniform(lam);
+        if (!Double.isNaN(shared)) {
+            // One coefficient for the batch: scalar kernels instead of a broadcast column. Neither input is changed:
+            // callers reuse the partner afterwards (mixup-cutmix pastes from it).
+            return x.mul(shared).addi(partner.mul(1 - shared));
+        }
         NDArray l = column(scope, lam, x.getDataType(), x.getShape().dimension());
         return x.mul(l).add(partner.mul(l.neg().add(1)));
     }
 
     /** {@code lam * t + (1 - lam) * t[partner]} with one coefficient per sample; t is (N, K) float32. */
     static NDArray mixTargets(NDManager scope, NDArray targets, long[] partner, double[] lam) {
+        double shared = uniform(lam);
+        if (!Double.isNaN(shared)) {
+            return gather(scope, targets, partner).muli(1 - shared).addi(targets.mul(shared));
+        }
         NDArray l = column(scope, lam, DataType.FLOAT32, 2);
         return targets.mul(l).add(gather(scope, targets, partner).mul(l.neg().add(1)));
     }
