@@ -4,6 +4,8 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.kiln.core.engine.EngineStarter;
+import dev.kiln.core.fisher.FisherEstimator;
+import dev.kiln.core.fisher.FisherStatistics;
 import dev.kiln.core.io.AtomicFiles;
 import dev.kiln.core.safetensors.DType;
 import dev.kiln.core.worker.Event;
@@ -50,6 +52,11 @@ public final class MergeGoal implements Goal {
     @Inject
     MergeGoal(Registry registry) {
         this.registry = registry;
+    }
+
+    /** A goal over {@code registry}, for callers outside the worker's injector (tests, embedding). */
+    public static MergeGoal using(Registry registry) {
+        return new MergeGoal(registry);
     }
 
     @Override
@@ -100,7 +107,9 @@ public final class MergeGoal implements Goal {
                                     + "' of model " + p));
                         }
                     }
-                    models.add(new MergeSpec.ModelInput(Path.of(p), weight, overrides));
+                    String fisher = text(m, "fisher");
+                    models.add(new MergeSpec.ModelInput(Path.of(p), weight, overrides,
+                            fisher == null ? null : Path.of(fisher)));
                 }
             }
         }
@@ -133,6 +142,13 @@ public final class MergeGoal implements Goal {
         }
         boolean allowNonFinite = config.path("allowNonFinite").asBoolean(false);
         boolean force = config.path("force").asBoolean(false);
+        Path fisherDataset = path(text(config, "fisherDataset"));
+        FisherEstimator.Settings fisherSettings = new FisherEstimator.Settings(config.hasNonNull("fisherSamples")
+                ? config.get("fisherSamples").asInt() : FisherEstimator.Settings.DEFAULT_SAMPLES,
+                FisherEstimator.Mode.parse(text(config, "fisherMode")), seed);
+        // Fishers are inputs of the merge: resolve (and compute) them before the fingerprint looks at their files.
+        models = FisherStatistics.resolve(methodId, models, fisherDataset, fisherSettings,
+                () -> EngineStarter.start(request.engineSettings()), events);
         MergeSpec spec = new MergeSpec(methodId, params, base, models, output, threads, seed, outputDtype,
                 maxShardBytes, allowNonFinite);
 
@@ -173,7 +189,12 @@ public final class MergeGoal implements Goal {
         if (spec.base() != null) {
             inputs.add(spec.base());
         }
-        spec.models().forEach(m -> inputs.add(m.path()));
+        spec.models().forEach(m -> {
+            inputs.add(m.path());
+            if (m.statistic() != null) {
+                inputs.add(m.statistic());
+            }
+        });
         for (Path input : inputs) {
             List<Path> files = new ArrayList<>();
             if (Files.isDirectory(input)) {

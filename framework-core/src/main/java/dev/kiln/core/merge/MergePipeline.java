@@ -65,6 +65,8 @@ public final class MergePipeline {
     private final MergeMethod method;
     private final MergeSpec spec;
     private final EventSink events;
+    /** Per model, its statistic file (e.g. diagonal Fisher) or null; set by {@link #run} before merging starts. */
+    private List<ShardedCheckpoint> statistics = List.of();
 
     public MergePipeline(MergeMethod method, MergeSpec spec, EventSink events) {
         this.method = method;
@@ -118,6 +120,16 @@ public final class MergePipeline {
             List<String> names = reference.names();
             checkCompatible(reference, base != null ? "the base model (" + spec.base() + ")"
                     : "model 1 (" + spec.models().get(0).path() + ")", base, models);
+            List<ShardedCheckpoint> stats = new ArrayList<>();
+            for (int i = 0; i < spec.models().size(); i++) {
+                Path file = spec.models().get(i).statistic();
+                ShardedCheckpoint s = file == null ? null : open(opened, file, "the statistic of " + modelRole(i));
+                if (s != null) {
+                    checkStatistic(reference, s, i);
+                }
+                stats.add(s);
+            }
+            statistics = java.util.Collections.unmodifiableList(stats);
             return merge(base, models, reference, names, started);
         } finally {
             for (ShardedCheckpoint c : opened) {
@@ -136,6 +148,35 @@ public final class MergePipeline {
             return c;
         } catch (KilnException e) {
             throw new KilnException("merge: cannot read " + role + " " + path + ": " + e.getMessage(), e);
+        }
+    }
+
+    private String modelRole(int i) {
+        return "model " + (i + 1) + " (" + spec.models().get(i).path() + ")";
+    }
+
+    /** Every float tensor merged needs a float statistic of the same shape; checked from headers, before writing. */
+    private void checkStatistic(ShardedCheckpoint reference, ShardedCheckpoint statistic, int i) {
+        Path file = spec.models().get(i).statistic();
+        for (String name : reference.names()) {
+            TensorInfo want = reference.info(name);
+            if (!want.dtype().isFloating()) {
+                continue;
+            }
+            if (!statistic.contains(name)) {
+                throw new KilnException("merge: the statistic " + file + " of " + modelRole(i) + " has no tensor '"
+                        + name + "'; it must hold one per-element value for every float tensor of the model");
+            }
+            TensorInfo got = statistic.info(name);
+            if (!Arrays.equals(want.shape(), got.shape())) {
+                throw new KilnException("merge: tensor '" + name + "' has shape " + Arrays.toString(got.shape())
+                        + " in the statistic " + file + " of " + modelRole(i) + " but shape "
+                        + Arrays.toString(want.shape()) + " in the model");
+            }
+            if (!got.dtype().isFloating()) {
+                throw new KilnException("merge: tensor '" + name + "' has dtype " + got.dtype() + " in the statistic "
+                        + file + " of " + modelRole(i) + "; a float type is needed");
+            }
         }
     }
 
@@ -315,8 +356,11 @@ public final class MergePipeline {
             List<ModelTensor> tensors = new ArrayList<>();
             for (int i = 0; i < models.size(); i++) {
                 MergeSpec.ModelInput input = spec.models().get(i);
-                NDArray array = load(models.get(i), name, manager, "model " + (i + 1) + " (" + input.path() + ")");
-                tensors.add(new ModelTensor(array, input.weight(), input.overrides(), null));
+                NDArray array = load(models.get(i), name, manager, modelRole(i));
+                ShardedCheckpoint stat = statistics.isEmpty() ? null : statistics.get(i);
+                NDArray statistic = stat == null ? null : load(stat, name, manager, "the statistic "
+                        + input.statistic() + " of " + modelRole(i));
+                tensors.add(new ModelTensor(array, input.weight(), input.overrides(), statistic));
             }
             MergeInput mergeInput = new MergeInput(name, baseArray, List.copyOf(tensors), random(spec.seed(),
                     name));
@@ -394,7 +438,11 @@ public final class MergePipeline {
                 inputs.add(describe("base", spec.base(), 1.0, Map.of()));
             }
             for (MergeSpec.ModelInput m : spec.models()) {
-                inputs.add(describe("model", m.path(), m.weight(), m.overrides()));
+                Map<String, Object> d = describe("model", m.path(), m.weight(), m.overrides());
+                if (m.statistic() != null) {
+                    d.put("statistic", m.statistic().toString());
+                }
+                inputs.add(d);
             }
             metadata.put("kiln.merge.inputs", Json.MAPPER.writeValueAsString(inputs));
         } catch (IOException e) {

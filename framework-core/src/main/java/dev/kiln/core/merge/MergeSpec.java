@@ -29,10 +29,22 @@ public record MergeSpec(String methodId, Map<String, String> params, Path base, 
      * @param path a safetensors file, a folder with {@code model.safetensors} or a sharded index, or an index file
      * @param weight the model's weight in the merge
      * @param overrides per-model method parameters (e.g. {@code density})
+     * @param statistic a safetensors file with a per-element statistic (e.g. the diagonal Fisher) under the same
+     *     tensor names, streamed beside the weights into {@link dev.kiln.spi.merge.ModelTensor#statistic()}; or null
      */
-    public record ModelInput(Path path, double weight, Map<String, Double> overrides) {
+    public record ModelInput(Path path, double weight, Map<String, Double> overrides, Path statistic) {
         public ModelInput {
             overrides = overrides == null ? Map.of() : Map.copyOf(overrides);
+        }
+
+        /** A model without a statistic. */
+        public ModelInput(Path path, double weight, Map<String, Double> overrides) {
+            this(path, weight, overrides, null);
+        }
+
+        /** This model with {@code file} as its statistic. */
+        public ModelInput withStatistic(Path file) {
+            return new ModelInput(path, weight, overrides, file);
         }
 
         /** A model with weight 1 and no overrides. */
