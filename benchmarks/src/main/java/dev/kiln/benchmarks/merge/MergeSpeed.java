@@ -1,0 +1,141 @@
+package dev.kiln.benchmarks.merge;
+
+import dev.kiln.core.safetensors.SafetensorsReader;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+
+/**
+ * Merge throughput as a ratio to plainly reading the same files, both measured in this JVM in alternating rounds:
+ * <ul>
+ *   <li><b>read</b>: every tensor of the three checkpoints read into memory through
+ *   {@link SafetensorsReader#readBytes(String)} and dropped;</li>
+ *   <li><b>linear</b>: the three files averaged through {@code MergePipeline};</li>
+ *   <li><b>ties</b>: the two fine-tunes merged onto the base (density 0.2).</li>
+ * </ul>
+ * Both merges read the same 3 files, so GB/s of input is (sum of the three file sizes) / seconds for all three rows.
+ * The files are read once before the first round so that the page cache is warm for everything timed.
+ *
+ * <pre>
+ * java -Xmx2g -Dai.djl.offline=true -cp CLASSPATH dev.kiln.benchmarks.merge.MergeSpeed [--dir /tmp/kiln-merge-bench]
+ *     [--rounds 2] [--threads 2] [--out docs/results/merge-speed.md] [--keep false] [--command "..."]
+ * </pre>
+ */
+public final class MergeSpeed {
+    static final double LINEAR_TARGET = 0.5;
+    static final double TIES_TARGET = 0.25;
+
+    private MergeSpeed() {
+    }
+
+    public static void main(String[] args) throws Exception {
+        Map<String, String> options = BenchSupport.parse(args);
+        Path dir = Path.of(options.getOrDefault("dir", "/tmp/kiln-merge-bench"));
+        Path out = Path.of(options.getOrDefault("out", "docs/results/merge-speed.md"));
+        int rounds = Integer.parseInt(options.getOrDefault("rounds", "2"));
+        int threads = Integer.parseInt(options.getOrDefault("threads", "2"));
+        List<Path> files = SyntheticCheckpoints.ensure(dir, 4, 2, 7);
+        long input = 0;
+        for (Path f : files) {
+            input += Files.size(f);
+        }
+        Path output = dir.resolve("speed-merged.safetensors");
+        Map<String, List<Double>> seconds = new LinkedHashMap<>();
+        for (String row : List.of("read", "linear", "ties")) {
+            seconds.put(row, new ArrayList<>());
+        }
+        try {
+            readAll(files);
+            for (int round = 0; round < rounds; round++) {
+                seconds.get("read").add(time(() -> readAll(files)));
+                seconds.get("linear").add(time(() -> BenchSupport.merge("linear", Map.of(), null, files, output,
+                        threads, 1L)));
+                seconds.get("ties").add(time(() -> BenchSupport.merge("ties", Map.of("density", "0.2"), files.get(0),
+                        files.subList(1, files.size()), output, threads, 1L)));
+                System.out.println("round " + (round + 1) + ": " + seconds);
+                write(out, options.getOrDefault("command", "(not given)"), input, threads, seconds);
+            }
+        } finally {
+            Files.deleteIfExists(output);
+            Files.deleteIfExists(dev.kiln.core.merge.MergePipeline.reportFile(output));
+            if (!Boolean.parseBoolean(options.getOrDefault("keep", "false"))) {
+                for (Path f : files) {
+                    Files.deleteIfExists(f);
+                }
+            }
+        }
+    }
+
+    private static double time(Runnable work) {
+        long t0 = System.nanoTime();
+        work.run();
+        return (System.nanoTime() - t0) / 1e9;
+    }
+
+    /** Reads every tensor's bytes into a Java array and drops it; returns a checksum so the JIT cannot skip it. */
+    static long readAll(List<Path> files) {
+        long sum = 0;
+        for (Path f : files) {
+            try (SafetensorsReader r = SafetensorsReader.open(f)) {
+                for (String name : r.names()) {
+                    byte[] bytes = r.readBytes(name);
+                    sum += bytes[bytes.length - 1];
+                }
+            }
+        }
+        return sum;
+    }
+
+    private static double min(List<Double> values) {
+        return values.stream().mapToDouble(Double::doubleValue).min().orElse(Double.NaN);
+    }
+
+    private static void write(Path out, String command, long input, int threads, Map<String, List<Double>> seconds) {
+        double readBest = min(seconds.get("read"));
+        StringBuilder md = new StringBuilder();
+        md.append("# Merge speed: GB/s of input merged, as a ratio to reading the same files\n\n");
+        md.append(String.format(Locale.ROOT, "Input: the three seeded synthetic Llama-shaped float32 checkpoints of"
+                + " `merge-memory.md` (base + two fine-tunes, %s together). All rows are measured in one JVM"
+                + " (`-Xmx2g`), in alternating rounds (read, linear, ties), after one untimed read of all three files"
+                + " so the page cache is warm for every row. **read**: every tensor's bytes read into a Java array"
+                + " with `SafetensorsReader.readBytes` and dropped. **linear**: `MergePipeline` averaging the three"
+                + " files. **ties**: `MergePipeline`, ties of the two fine-tunes onto the base, density 0.2. Both"
+                + " merges use %d merge thread(s), check every input for NaN/Inf, compute the per-tensor report"
+                + " statistics (ties: kept density and sign conflicts), and write and fsync a %s output to /tmp."
+                + " GB/s = input bytes (all three files, the same for every row) / seconds. Ratio = merge GB/s /"
+                + " read GB/s of the fastest read round (the least disturbed).%n%n", BenchSupport.gib(input),
+                threads, BenchSupport.gib(input / 3)));
+        md.append("Targets (issue 4): linear >= 0.5, ties >= 0.25.\n\n");
+        md.append("| row | seconds per round | best seconds | GB/s (best) | ratio to read | target | met |\n");
+        md.append("|---|---|---:|---:|---:|---:|---|\n");
+        for (Map.Entry<String, List<Double>> e : seconds.entrySet()) {
+            if (e.getValue().isEmpty()) {
+                md.append("| ").append(e.getKey()).append(" | not run | | | | | |\n");
+                continue;
+            }
+            double best = min(e.getValue());
+            StringBuilder all = new StringBuilder();
+            for (double s : e.getValue()) {
+                all.append(all.length() == 0 ? "" : ", ").append(String.format(Locale.ROOT, "%.1f", s));
+            }
+            double ratio = readBest / best;
+            String target = e.getKey().equals("linear") ? ">= 0.5" : e.getKey().equals("ties") ? ">= 0.25" : "";
+            double want = e.getKey().equals("linear") ? LINEAR_TARGET : TIES_TARGET;
+            md.append(String.format(Locale.ROOT, "| %s | %s | %.1f | %.3f | %.3f | %s | %s |%n", e.getKey(), all,
+                    best, input / 1e9 / best, ratio, target, e.getKey().equals("read") ? ""
+                            : ratio >= want ? "yes" : "**no**"));
+        }
+        md.append("\n");
+        md.append("Command: `").append(command).append("`\n\n");
+        md.append("Machine: ").append(BenchSupport.machine()).append(". Shared with other engineers' builds and"
+                + " tests (load average ").append(BenchSupport.loadAverage()).append(" when the page was written);"
+                + " every row ran under the same sharing, which is why the ratios, not the absolute GB/s, are the"
+                + " numbers to read. Written ").append(Instant.now()).append(".\n");
+        BenchSupport.writePage(out, md.toString());
+    }
+}
