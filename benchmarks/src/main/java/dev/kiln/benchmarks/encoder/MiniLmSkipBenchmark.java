@@ -30,7 +30,8 @@ import java.util.Random;
 /**
  * Measures layer-skip policies on the real pretrained all-MiniLM-L6-v2 sentence encoder: per policy, the layers run,
  * the mean and minimum cosine similarity of each sentence embedding to its full-depth embedding, how many paraphrases
- * stay each other's nearest neighbour, and the measured speedup over full depth.
+ * stay each other's nearest neighbour, the Spearman correlation of all pairwise sentence similarities with the
+ * full-depth ones, and the measured speedup over full depth.
  *
  * <p>Every variant, the full-depth baseline included, goes through the same code path
  * ({@link MiniLmEncoder#forward(NDArray, NDArray, NDArray, boolean[])} with a layer mask, then masked mean pooling
@@ -54,7 +55,8 @@ public final class MiniLmSkipBenchmark {
     }
 
     /** One row of the result. */
-    record Row(String name, boolean[] mask, double meanCos, double minCos, int nnKept, double medianMs,
+    record Row(String name, boolean[] mask, double meanCos, double minCos, int nnKept, double rankCorr,
+            double medianMs,
             double speedup, double[] allMs) {
         int layersRun() {
             int n = 0;
@@ -130,7 +132,7 @@ public final class MiniLmSkipBenchmark {
                 }
                 double ms = median(times.get(name));
                 rows.add(new Row(name, runMask(masks.get(name)), sum / e.length, min, nearestKept(e),
-                        ms, baseMs / ms, times.get(name).stream().mapToDouble(Double::doubleValue).toArray()));
+                        spearman(pairwise(e), pairwise(base)), ms, baseMs / ms, times.get(name).stream().mapToDouble(Double::doubleValue).toArray()));
             }
             String table = table(rows, sentences.size(), batches.size(), batch, warmup, repeats, threads);
             System.out.print(table);
@@ -306,6 +308,50 @@ public final class MiniLmSkipBenchmark {
         return kept;
     }
 
+    /** Cosine similarity of every sentence pair i < j, in a fixed order. */
+    static double[] pairwise(float[][] e) {
+        double[] out = new double[e.length * (e.length - 1) / 2];
+        int k = 0;
+        for (int i = 0; i < e.length; i++) {
+            for (int j = i + 1; j < e.length; j++) {
+                out[k++] = cosine(e[i], e[j]);
+            }
+        }
+        return out;
+    }
+
+    /**
+     * Spearman rank correlation (Pearson on ranks; ties are vanishingly rare for float cosines and broken by order).
+     * Says whether the similarity ordering that retrieval depends on survives, even where the vectors have moved.
+     */
+    static double spearman(double[] a, double[] b) {
+        double[] ra = ranks(a);
+        double[] rb = ranks(b);
+        double mean = (a.length - 1) / 2.0;
+        double cov = 0;
+        double va = 0;
+        double vb = 0;
+        for (int i = 0; i < a.length; i++) {
+            cov += (ra[i] - mean) * (rb[i] - mean);
+            va += (ra[i] - mean) * (ra[i] - mean);
+            vb += (rb[i] - mean) * (rb[i] - mean);
+        }
+        return cov / Math.sqrt(va * vb);
+    }
+
+    private static double[] ranks(double[] v) {
+        Integer[] order = new Integer[v.length];
+        for (int i = 0; i < v.length; i++) {
+            order[i] = i;
+        }
+        Arrays.sort(order, (x, y) -> Double.compare(v[x], v[y]));
+        double[] r = new double[v.length];
+        for (int i = 0; i < v.length; i++) {
+            r[order[i]] = i;
+        }
+        return r;
+    }
+
     static double median(List<Double> values) {
         double[] v = values.stream().mapToDouble(Double::doubleValue).toArray();
         Arrays.sort(v);
@@ -318,8 +364,8 @@ public final class MiniLmSkipBenchmark {
         sb.append(String.format(Locale.ROOT, "%d sentences in %d batches of up to %d; %d warm-up + %d timed passes "
                 + "over all batches per variant, variants interleaved; %d intra-op thread(s); paraphrase NN out of "
                 + "%d%n%n", sentences, batches, batch, warmup, repeats, threads, 2 * BenchmarkSentences.pairs()));
-        sb.append("| policy | layers run | kept layers | mean cos | min cos | paraphrase NN | median ms/pass "
-                + "| speedup | layer-count bound |\n|---|---|---|---|---|---|---|---|---|\n");
+        sb.append("| policy | layers run | kept layers | mean cos | min cos | paraphrase NN | pair-sim Spearman "
+                + "| median ms/pass | speedup | layer-count bound |\n|---|---|---|---|---|---|---|---|---|---|\n");
         for (Row r : rows) {
             StringBuilder kept = new StringBuilder();
             for (int l = 0; l < r.mask().length; l++) {
@@ -327,9 +373,11 @@ public final class MiniLmSkipBenchmark {
                     kept.append(kept.length() == 0 ? "" : ",").append(l);
                 }
             }
-            sb.append(String.format(Locale.ROOT, "| %s | %d/%d | %s | %.4f | %.4f | %d/%d | %.1f | %.2fx | %.2fx |%n",
+            sb.append(String.format(Locale.ROOT,
+                    "| %s | %d/%d | %s | %.4f | %.4f | %d/%d | %.4f | %.1f | %.2fx | %.2fx |%n",
                     r.name(), r.layersRun(), LAYERS, kept, r.meanCos(), r.minCos(), r.nnKept(),
-                    2 * BenchmarkSentences.pairs(), r.medianMs(), r.speedup(), (double) LAYERS / r.layersRun()));
+                    2 * BenchmarkSentences.pairs(), r.rankCorr(), r.medianMs(), r.speedup(),
+                    (double) LAYERS / r.layersRun()));
         }
         sb.append("\nall timed passes (ms):\n");
         for (Row r : rows) {
