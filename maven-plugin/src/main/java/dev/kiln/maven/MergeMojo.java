@@ -16,7 +16,10 @@ import org.apache.maven.project.MavenProjectHelper;
 /**
  * Merges model checkpoints (safetensors) with a merge method (ties, dare, task-arithmetic, slerp, ...), configured
  * either in the pom ({@code method}, {@code params}, {@code base}, {@code models}) or by a mergekit YAML recipe
- * ({@code config}). Skipped when the output is up to date with its inputs and configuration.
+ * ({@code config}). Skipped when the output is up to date with its inputs and configuration. For method
+ * {@code fisher}, per-model Fisher statistics come from each model's {@code fisher} file, from
+ * {@code STEM.fisher.safetensors} beside the checkpoint {@code STEM.safetensors}, or are computed first from
+ * {@code fisherDataset}.
  */
 @Mojo(name = "merge", defaultPhase = LifecyclePhase.PACKAGE, threadSafe = true)
 public class MergeMojo extends AbstractKilnMojo {
@@ -64,6 +67,27 @@ public class MergeMojo extends AbstractKilnMojo {
     /** Accept NaN or infinite weights in the inputs instead of failing. */
     @Parameter(property = "kiln.allowNonFinite", defaultValue = "false")
     private boolean allowNonFinite;
+
+    /**
+     * A labelled dataset (IDX folder, image folder or CSV; its training split is used) to compute each model's
+     * diagonal Fisher from before merging, written as {@code STEM.fisher.safetensors} beside the checkpoint (or to
+     * the model's {@code fisher} file) and reused while the checkpoint, data and Fisher settings are unchanged.
+     * Needed by method {@code fisher} unless every Fisher file already exists. Models must be Kiln classifier
+     * checkpoints (as {@code kiln:train} writes them).
+     */
+    @Parameter(property = "kiln.fisherDataset")
+    private File fisherDataset;
+
+    /** Samples the Fisher is averaged over (batch-1 gradients, so cost grows linearly); capped at the data size. */
+    @Parameter(property = "kiln.fisherSamples", defaultValue = "256")
+    private int fisherSamples;
+
+    /**
+     * {@code empirical}: gradients of the log-likelihood at the dataset's labels; {@code true}: at labels sampled
+     * from the model's predictive distribution (a Monte Carlo estimate of the true Fisher).
+     */
+    @Parameter(property = "kiln.fisherMode", defaultValue = "empirical")
+    private String fisherMode;
 
     /** Merge even when the output is up to date. */
     @Parameter(property = "kiln.force", defaultValue = "false")
@@ -124,6 +148,9 @@ public class MergeMojo extends AbstractKilnMojo {
                 if (m.getWeight() != null) {
                     entry.put("weight", m.getWeight());
                 }
+                if (m.getFisher() != null) {
+                    entry.put("fisher", m.getFisher().getAbsolutePath());
+                }
                 ObjectNode mp = entry.putObject("params");
                 if (m.getParams() != null) {
                     m.getParams().forEach((k, v) -> mp.put(k, v == null ? "" : v.trim()));
@@ -139,6 +166,16 @@ public class MergeMojo extends AbstractKilnMojo {
         c.put("maxShardBytes", maxShardBytes);
         c.put("allowNonFinite", allowNonFinite);
         c.put("force", force);
+        if (fisherDataset != null) {
+            c.put("fisherDataset", fisherDataset.getAbsolutePath());
+        }
+        if (fisherSamples < 1) {
+            throw new MojoFailureException("kiln:merge: fisherSamples must be at least 1, got " + fisherSamples);
+        }
+        c.put("fisherSamples", fisherSamples);
+        if (fisherMode != null && !fisherMode.isBlank()) {
+            c.put("fisherMode", fisherMode.trim());
+        }
         return c;
     }
 

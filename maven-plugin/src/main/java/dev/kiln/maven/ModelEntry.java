@@ -5,7 +5,7 @@ import java.util.Map;
 
 /**
  * One model of a {@code kiln:merge}: {@code <model><path>...</path><weight>0.5</weight><params><density>0.7</density>
- * </params></model>}.
+ * </params><fisher>...</fisher></model>}.
  */
 public class ModelEntry {
     /** The checkpoint: a safetensors file, a folder with {@code model.safetensors} or a sharded index. */
@@ -16,6 +16,13 @@ public class ModelEntry {
 
     /** Per-model method parameters (numbers), e.g. {@code density}, overriding the method's own. */
     private Map<String, String> params;
+
+    /**
+     * The model's per-element statistic for statistic-weighted methods: a safetensors file with the checkpoint's
+     * tensor names, e.g. the diagonal Fisher for {@code fisher}. When absent, {@code fisher} uses
+     * {@code STEM.fisher.safetensors} beside the checkpoint {@code STEM.safetensors} (computed when the merge sets {@code fisherDataset}).
+     */
+    private File fisher;
 
     public File getPath() {
         return path;
@@ -31,6 +38,14 @@ public class ModelEntry {
 
     public void setWeight(Double weight) {
         this.weight = weight;
+    }
+
+    public File getFisher() {
+        return fisher;
+    }
+
+    public void setFisher(File fisher) {
+        this.fisher = fisher;
     }
 
     public Map<String, String> getParams() {
