@@ -8,8 +8,6 @@ import org.apache.maven.plugin.MojoFailureException;
 import org.apache.maven.plugins.annotations.LifecyclePhase;
 import org.apache.maven.plugins.annotations.Mojo;
 import org.apache.maven.plugins.annotations.Parameter;
-import org.apache.maven.project.MavenProject;
-import org.apache.maven.project.MavenProjectHelper;
 
 /**
  * Compresses a trained checkpoint with one compressor ({@code int8}, {@code magnitude}, {@code nm},
@@ -18,7 +16,7 @@ import org.apache.maven.project.MavenProjectHelper;
  * density, and with a {@code dataset} the test accuracy before and after). Skipped when up to date.
  */
 @Mojo(name = "compress", defaultPhase = LifecyclePhase.PACKAGE, threadSafe = true)
-public class CompressMojo extends AbstractKilnMojo {
+public class CompressMojo extends AbstractOutputMojo {
 
     /** The trained checkpoint to compress (as written by {@code kiln:train}). */
     @Parameter(property = "kiln.checkpoint", defaultValue = "${project.build.directory}/kiln/model.safetensors")
@@ -41,23 +39,9 @@ public class CompressMojo extends AbstractKilnMojo {
     @Parameter(property = "kiln.batchSize", defaultValue = "256")
     private int batchSize;
 
-    /** Compress even when the output is up to date. */
-    @Parameter(property = "kiln.force", defaultValue = "false")
-    private boolean force;
-
-    /** Attach the compressed checkpoint and its report to the project. */
-    @Parameter(property = "kiln.attach", defaultValue = "true")
-    private boolean attach;
-
     /** Classifier of the attached checkpoint. */
     @Parameter(defaultValue = "compressed")
     private String classifier;
-
-    @Parameter(defaultValue = "${project}", readonly = true)
-    private MavenProject project;
-
-    @javax.inject.Inject
-    private MavenProjectHelper projectHelper;
 
     @Override
     protected String workerGoal() {
@@ -84,7 +68,7 @@ public class CompressMojo extends AbstractKilnMojo {
             config.put("dataset", dataset.getAbsolutePath());
         }
         config.put("batchSize", batchSize);
-        config.put("force", force);
+        config.put("force", force());
         return config;
     }
 
@@ -95,17 +79,8 @@ public class CompressMojo extends AbstractKilnMojo {
         if (before != null && after != null) {
             getLog().info("Test accuracy before " + before + ", after " + after);
         }
-        if (!attach || project == null || projectHelper == null || "standalone-pom".equals(project.getArtifactId())) {
-            return;
-        }
         String suffix = classifier == null || classifier.isBlank() ? "compressed" : classifier;
-        Object file = result.get("output");
-        Object report = result.get("report");
-        if (file != null) {
-            projectHelper.attachArtifact(project, "safetensors", suffix, new File(file.toString()));
-        }
-        if (report != null) {
-            projectHelper.attachArtifact(project, "json", suffix + "-report", new File(report.toString()));
-        }
+        attach(result.get("output"), "safetensors", suffix);
+        attach(result.get("report"), "json", suffix + "-report");
     }
 }

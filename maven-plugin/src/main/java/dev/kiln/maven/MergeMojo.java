@@ -10,8 +10,6 @@ import org.apache.maven.plugin.MojoFailureException;
 import org.apache.maven.plugins.annotations.LifecyclePhase;
 import org.apache.maven.plugins.annotations.Mojo;
 import org.apache.maven.plugins.annotations.Parameter;
-import org.apache.maven.project.MavenProject;
-import org.apache.maven.project.MavenProjectHelper;
 
 /**
  * Merges model checkpoints (safetensors) with a merge method (ties, dare, task-arithmetic, slerp, ...), configured
@@ -22,7 +20,7 @@ import org.apache.maven.project.MavenProjectHelper;
  * {@code fisherDataset}.
  */
 @Mojo(name = "merge", defaultPhase = LifecyclePhase.PACKAGE, threadSafe = true)
-public class MergeMojo extends AbstractKilnMojo {
+public class MergeMojo extends AbstractOutputMojo {
 
     /** The merge method id, e.g. {@code ties}; see {@code mvn kiln:list -Dkiln.kind=merge}. */
     @Parameter(property = "kiln.method")
@@ -89,23 +87,9 @@ public class MergeMojo extends AbstractKilnMojo {
     @Parameter(property = "kiln.fisherMode", defaultValue = "empirical")
     private String fisherMode;
 
-    /** Merge even when the output is up to date. */
-    @Parameter(property = "kiln.force", defaultValue = "false")
-    private boolean force;
-
-    /** Attach the merged checkpoint to the project (installed and deployed with it). */
-    @Parameter(property = "kiln.attach", defaultValue = "true")
-    private boolean attach;
-
     /** Classifier of the attached checkpoint. */
     @Parameter(defaultValue = "merged")
     private String classifier;
-
-    @Parameter(defaultValue = "${project}", readonly = true)
-    private MavenProject project;
-
-    @javax.inject.Inject
-    private MavenProjectHelper projectHelper;
 
     @Override
     protected String workerGoal() {
@@ -165,7 +149,7 @@ public class MergeMojo extends AbstractKilnMojo {
         }
         c.put("maxShardBytes", maxShardBytes);
         c.put("allowNonFinite", allowNonFinite);
-        c.put("force", force);
+        c.put("force", force());
         if (fisherDataset != null) {
             c.put("fisherDataset", fisherDataset.getAbsolutePath());
         }
@@ -181,16 +165,9 @@ public class MergeMojo extends AbstractKilnMojo {
 
     @Override
     protected void onResult(Map<String, Object> result) throws MojoExecutionException {
-        if (!attach || project == null || projectHelper == null || "standalone-pom".equals(project.getArtifactId())) {
-            return;
-        }
         Object produced = result.get("output");
-        if (produced == null) {
-            return;
-        }
-        String name = produced.toString();
         // A sharded output is attached by its index; the shards it names sit next to it.
-        String type = name.endsWith(".json") ? "json" : "safetensors";
-        projectHelper.attachArtifact(project, type, classifier, new File(name));
+        String type = produced != null && produced.toString().endsWith(".json") ? "json" : "safetensors";
+        attach(produced, type, classifier);
     }
 }

@@ -11,15 +11,13 @@ import org.apache.maven.plugin.MojoFailureException;
 import org.apache.maven.plugins.annotations.LifecyclePhase;
 import org.apache.maven.plugins.annotations.Mojo;
 import org.apache.maven.plugins.annotations.Parameter;
-import org.apache.maven.project.MavenProject;
-import org.apache.maven.project.MavenProjectHelper;
 
 /**
  * Trains a model from the zoo on a dataset, with mixed-sample augmentations, and writes the checkpoint
  * (safetensors) and its model card (JSON). A second run with the same inputs is skipped as up to date.
  */
 @Mojo(name = "train", defaultPhase = LifecyclePhase.PROCESS_CLASSES, threadSafe = true)
-public class TrainMojo extends AbstractKilnMojo {
+public class TrainMojo extends AbstractOutputMojo {
 
     /** Model id from the zoo: {@code mlp}, {@code cnn} or {@code resnet}. */
     @Parameter(property = "kiln.model", defaultValue = "cnn")
@@ -88,23 +86,9 @@ public class TrainMojo extends AbstractKilnMojo {
     @Parameter(property = "kiln.resume", defaultValue = "false")
     private boolean resume;
 
-    /** Train even when the checkpoint is up to date. */
-    @Parameter(property = "kiln.force", defaultValue = "false")
-    private boolean force;
-
-    /** Attach the checkpoint and card to the project (installed and deployed with it). */
-    @Parameter(property = "kiln.attach", defaultValue = "true")
-    private boolean attach;
-
     /** Classifier of the attached checkpoint. */
     @Parameter(defaultValue = "${project.execution.id}")
     private String classifier;
-
-    @Parameter(defaultValue = "${project}", readonly = true)
-    private MavenProject project;
-
-    @javax.inject.Inject
-    private MavenProjectHelper projectHelper;
 
     @Override
     protected String workerGoal() {
@@ -145,24 +129,15 @@ public class TrainMojo extends AbstractKilnMojo {
         }
         config.put("output", output.getAbsolutePath());
         config.put("resume", resume);
-        config.put("force", force);
+        config.put("force", force());
         return config;
     }
 
     @Override
     protected void onResult(Map<String, Object> result) throws MojoExecutionException {
-        if (!attach || project == null || projectHelper == null || "standalone-pom".equals(project.getArtifactId())) {
-            return;
-        }
         String suffix = classifier == null || classifier.isBlank() || classifier.startsWith("default")
                 ? "model" : classifier;
-        Object checkpoint = result.get("output");
-        Object card = result.get("modelCard");
-        if (checkpoint != null) {
-            projectHelper.attachArtifact(project, "safetensors", suffix, new File(checkpoint.toString()));
-        }
-        if (card != null) {
-            projectHelper.attachArtifact(project, "json", suffix + "-card", new File(card.toString()));
-        }
+        attach(result.get("output"), "safetensors", suffix);
+        attach(result.get("modelCard"), "json", suffix + "-card");
     }
 }
