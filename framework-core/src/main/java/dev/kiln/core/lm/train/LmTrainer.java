@@ -58,6 +58,7 @@ public final class LmTrainer {
         ModelLayout layout = new ModelLayout(model.config().layers(), 0);
         List<Double> losses = new ArrayList<>(config.steps());
         long[] layersRun = new long[1];
+        int skipped = 0;
         NDManager modelManager = weights.get("embed.weight").getManager();
         long started = System.nanoTime();
         for (NDArray w : weights.values()) {
@@ -100,7 +101,18 @@ public final class LmTrainer {
                                 + "; lower the learning rate (" + config.learningRate() + ")");
                     }
                     losses.add(loss);
-                    update(sm, weights, used, first, second, config, schedule.at(step), step);
+                    if (!update(sm, weights, used, first, second, config, schedule.at(step), step)) {
+                        skipped++;
+                        if (log != null) {
+                            log.accept("step " + (step + 1) + ": non-finite gradient norm, update skipped ("
+                                    + skipped + " so far)");
+                        }
+                        if (skipped > Math.max(3, config.steps() / 20)) {
+                            throw new KilnException("lm training: " + skipped + " steps up to step " + step
+                                    + " had a non-finite gradient; lower the learning rate ("
+                                    + config.learningRate() + ")");
+                        }
+                    }
                     if (log != null && config.logEvery() > 0
                             && (step % config.logEvery() == 0 || step == config.steps() - 1)) {
                         log.accept(String.format("step %d/%d loss %.4f lr %.2e %.1fs", step + 1, config.steps(),
@@ -114,14 +126,14 @@ public final class LmTrainer {
             }
             model.refreshDerived();
         }
-        return new LmTrainingResult(List.copyOf(losses), (System.nanoTime() - started) / 1e9, layersRun[0]);
+        return new LmTrainingResult(List.copyOf(losses), (System.nanoTime() - started) / 1e9, layersRun[0], skipped);
     }
 
     /**
      * One AdamW step with global-norm clipping. A weight the pass never read (its block was dropped) is not touched
      * at all, neither decayed nor moved by its momentum, as PyTorch's AdamW skips a parameter without a gradient.
      */
-    private static void update(NDManager sm, Map<String, NDArray> weights, java.util.Set<String> used,
+    private static boolean update(NDManager sm, Map<String, NDArray> weights, java.util.Set<String> used,
             Map<String, NDArray> first,
             Map<String, NDArray> second, LmTrainingConfig c, double lr, long step) {
         Map<String, NDArray> grads = new LinkedHashMap<>();
@@ -137,17 +149,20 @@ public final class LmTrainer {
             sumSq = sumSq == null ? sq : sumSq.add(sq);
         }
         if (sumSq == null) {
-            return;
+            return true;
         }
         double scale = 1;
-        if (c.gradClip() > 0) {
-            double norm = Math.sqrt(sumSq.getFloat());
-            if (!Double.isFinite(norm)) {
-                throw new KilnException("lm training: gradient norm became " + norm + " at step " + step);
+        double norm = Math.sqrt(sumSq.getFloat());
+        if (!Double.isFinite(norm)) {
+            // a non-finite gradient is dropped, not applied: the step is skipped (as mixed-precision scalers do)
+            // and counted; the caller fails the run when it happens too often
+            for (Map.Entry<String, NDArray> e : grads.entrySet()) {
+                JniUtils.zeroGrad((PtNDArray) weights.get(e.getKey()));
             }
-            if (norm > c.gradClip()) {
-                scale = c.gradClip() / norm;
-            }
+            return false;
+        }
+        if (c.gradClip() > 0 && norm > c.gradClip()) {
+            scale = c.gradClip() / norm;
         }
         long n = step + 1;
         double c1 = 1 - Math.pow(0.9, n);
@@ -168,6 +183,7 @@ public final class LmTrainer {
             // gradients accumulate across backward calls in DJL's PyTorch engine until zeroed
             JniUtils.zeroGrad((PtNDArray) p);
         }
+        return true;
     }
 
     /**

@@ -156,6 +156,30 @@ class LmTrainerTest {
         }
     }
 
+    /** Drops each layer above 0 with probability 0.5 per training pass, like layerdrop. */
+    record RandomDrop() implements SkipPolicy {
+        public KvCacheRule kvCacheRule() {
+            return KvCacheRule.TRAINING_ONLY;
+        }
+
+        public SkipSession begin(ModelLayout layout, Phase phase, int position, RandomGenerator random) {
+            boolean[] keep = new boolean[layout.layers()];
+            for (int l = 0; l < keep.length; l++) {
+                keep[l] = l == 0 || random.nextDouble() >= 0.5;
+            }
+            return layer -> keep[layer];
+        }
+    }
+
+    @Test
+    void randomLayerDropTrainsWithFiniteLosses() {
+        try (DecoderLm model = new DecoderLm(new DecoderConfig(4, 32, 2, 2, 24, true), manager, 6)) {
+            LmTrainingResult r = LmTrainer.train(model, TEXT, config(40), new RandomDrop(), null);
+            assertTrue(r.layersRun() < 40L * 4 && r.layersRun() > 40, "layers run " + r.layersRun());
+            assertTrue(r.tailLoss(5) < r.losses().get(0), r.losses().toString());
+        }
+    }
+
     @Test
     void droppedLayersGetNoUpdateAndKeptOnesDo() {
         try (DecoderLm model = new DecoderLm(SMALL, manager, 4)) {
