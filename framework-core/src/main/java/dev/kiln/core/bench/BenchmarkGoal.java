@@ -1,5 +1,9 @@
 package dev.kiln.core.bench;
 
+import static dev.kiln.core.worker.GoalConfig.text;
+import static dev.kiln.core.worker.GoalConfig.required;
+import static dev.kiln.core.worker.GoalConfig.strings;
+
 import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDManager;
 import com.fasterxml.jackson.databind.JsonNode;
@@ -15,7 +19,6 @@ import dev.kiln.spi.KilnException;
 import dev.kiln.spi.Registry;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -48,9 +51,9 @@ public final class BenchmarkGoal implements Goal {
     @Override
     public Map<String, Object> run(WorkerRequest request, EventSink events) {
         JsonNode config = request.config();
-        Path checkpoint = Path.of(required(config, "checkpoint")).toAbsolutePath();
-        Path dataset = Path.of(required(config, "dataset")).toAbsolutePath();
-        Path reportDir = Path.of(required(config, "reportDir")).toAbsolutePath();
+        Path checkpoint = Path.of(required(config, "checkpoint", "benchmark")).toAbsolutePath();
+        Path dataset = Path.of(required(config, "dataset", "benchmark")).toAbsolutePath();
+        Path reportDir = Path.of(required(config, "reportDir", "benchmark")).toAbsolutePath();
         BenchmarkHarness.Settings settings = new BenchmarkHarness.Settings(config.path("batchSize").asInt(64),
                 config.path("warmup").asInt(3), config.path("repeats").asInt(3),
                 config.path("latencySamples").asInt(32), config.path("limit").asInt(0),
@@ -157,30 +160,5 @@ public final class BenchmarkGoal implements Goal {
         } catch (NumberFormatException e) {
             throw new KilnException("gate " + field + " is '" + value.asText() + "'; a number is needed");
         }
-    }
-
-    private static String text(JsonNode node, String field) {
-        JsonNode value = node == null ? null : node.get(field);
-        return value == null || value.isNull() || value.asText().isBlank() ? null : value.asText().trim();
-    }
-
-    private static String required(JsonNode node, String field) {
-        String value = text(node, field);
-        if (value == null) {
-            throw new KilnException("benchmark: <" + field + "> is required");
-        }
-        return value;
-    }
-
-    private static Map<String, String> strings(JsonNode node) {
-        Map<String, String> values = new LinkedHashMap<>();
-        if (node != null) {
-            Iterator<Map.Entry<String, JsonNode>> fields = node.fields();
-            while (fields.hasNext()) {
-                Map.Entry<String, JsonNode> field = fields.next();
-                values.put(field.getKey(), field.getValue().asText());
-            }
-        }
-        return values;
     }
 }

@@ -1,5 +1,8 @@
 package dev.kiln.core.compress;
 
+import static dev.kiln.core.worker.GoalConfig.text;
+import static dev.kiln.core.worker.GoalConfig.strings;
+
 import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDManager;
 import com.fasterxml.jackson.databind.JsonNode;
@@ -25,7 +28,6 @@ import dev.kiln.spi.compress.Compressor;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.Locale;
 import java.util.Map;
@@ -176,21 +178,5 @@ public final class CompressGoal implements Goal {
 
     private static Double number(JsonNode node) {
         return node == null || node.isNull() ? null : node.asDouble();
-    }
-
-    private static String text(JsonNode node, String field) {
-        JsonNode value = node == null ? null : node.get(field);
-        return value == null || value.isNull() || value.asText().isBlank() ? null : value.asText().trim();
-    }
-
-    private static Map<String, String> strings(JsonNode node) {
-        Map<String, String> values = new LinkedHashMap<>();
-        if (node != null) {
-            for (Iterator<Map.Entry<String, JsonNode>> it = node.fields(); it.hasNext(); ) {
-                Map.Entry<String, JsonNode> field = it.next();
-                values.put(field.getKey(), field.getValue().asText());
-            }
-        }
-        return values;
     }
 }

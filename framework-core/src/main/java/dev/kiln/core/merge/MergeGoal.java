@@ -1,5 +1,7 @@
 package dev.kiln.core.merge;
 
+import static dev.kiln.core.worker.GoalConfig.text;
+
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.databind.node.ObjectNode;
@@ -235,10 +237,5 @@ public final class MergeGoal implements Goal {
         } catch (NumberFormatException e) {
             throw new KilnException("kiln:merge: " + what + " must be a number, got '" + node.asText() + "'");
         }
-    }
-
-    private static String text(JsonNode config, String field) {
-        JsonNode node = config == null ? null : config.get(field);
-        return node == null || node.isNull() || node.asText().isBlank() ? null : node.asText().trim();
     }
 }

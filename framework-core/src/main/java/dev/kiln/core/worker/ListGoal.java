@@ -1,5 +1,7 @@
 package dev.kiln.core.worker;
 
+import static dev.kiln.core.worker.GoalConfig.text;
+
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.kiln.spi.Kind;
 import dev.kiln.spi.ParameterSpec;
@@ -98,10 +100,5 @@ public final class ListGoal implements Goal {
             }
         }
         throw best;
-    }
-
-    private static String text(JsonNode config, String field) {
-        JsonNode node = config == null ? null : config.get(field);
-        return node == null || node.isNull() || node.asText().isBlank() ? null : node.asText().trim();
     }
 }

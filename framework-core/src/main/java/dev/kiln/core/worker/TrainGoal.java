@@ -1,5 +1,9 @@
 package dev.kiln.core.worker;
 
+import static dev.kiln.core.worker.GoalConfig.text;
+import static dev.kiln.core.worker.GoalConfig.required;
+import static dev.kiln.core.worker.GoalConfig.strings;
+
 import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDManager;
 import com.fasterxml.jackson.databind.JsonNode;
@@ -25,7 +29,6 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Instant;
 import java.util.ArrayList;
-import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -60,15 +63,15 @@ public final class TrainGoal implements Goal {
         if (!ModelZoo.ids().contains(model)) {
             throw new KilnException("unknown model '" + model + "'; the zoo has: " + String.join(", ", ModelZoo.ids()));
         }
-        Path dataset = Path.of(required(config, "dataset"));
-        Path output = Path.of(required(config, "output")).toAbsolutePath();
+        Path dataset = Path.of(required(config, "dataset", "train"));
+        Path output = Path.of(required(config, "output", "train")).toAbsolutePath();
         Path card = cardPath(output);
 
         // Every technique id and parameter is checked before the data is even opened.
         List<Augmentation> augmentations = new ArrayList<>();
         List<Map<String, Object>> techniqueRecords = new ArrayList<>();
         for (JsonNode entry : iterable(config.get("augment"))) {
-            String id = required(entry, "id");
+            String id = required(entry, "id", "train");
             Map<String, String> raw = strings(entry.get("params"));
             Technique<?> technique = registry.find(Kind.AUGMENT, id);
             Parameters bound = Parameters.bind(technique, raw);
@@ -202,31 +205,6 @@ public final class TrainGoal implements Goal {
 
     private static Object finite(double value) {
         return Double.isFinite(value) ? value : null;
-    }
-
-    private static String required(JsonNode node, String field) {
-        JsonNode value = node == null ? null : node.get(field);
-        if (value == null || value.isNull() || value.asText().isBlank()) {
-            throw new KilnException("train: <" + field + "> is required");
-        }
-        return value.asText().trim();
-    }
-
-    private static String text(JsonNode node, String field, String fallback) {
-        JsonNode value = node == null ? null : node.get(field);
-        return value == null || value.isNull() || value.asText().isBlank() ? fallback : value.asText().trim();
-    }
-
-    private static Map<String, String> strings(JsonNode node) {
-        Map<String, String> values = new LinkedHashMap<>();
-        if (node != null) {
-            Iterator<Map.Entry<String, JsonNode>> fields = node.fields();
-            while (fields.hasNext()) {
-                Map.Entry<String, JsonNode> field = fields.next();
-                values.put(field.getKey(), field.getValue().asText());
-            }
-        }
-        return values;
     }
 
     private static Iterable<JsonNode> iterable(JsonNode node) {
