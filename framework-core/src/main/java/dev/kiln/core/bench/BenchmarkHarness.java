@@ -1,5 +1,6 @@
 package dev.kiln.core.bench;
 
+import dev.kiln.core.model.CheckpointModels;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDList;
 import ai.djl.ndarray.NDManager;

@@ -1,5 +1,6 @@
 package dev.kiln.core.compress;
 
+import dev.kiln.core.model.CheckpointModels;
 import static dev.kiln.core.worker.GoalConfig.text;
 import static dev.kiln.core.worker.GoalConfig.strings;
 

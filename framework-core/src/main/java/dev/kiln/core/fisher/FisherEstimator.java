@@ -11,7 +11,7 @@ import ai.djl.pytorch.engine.PtNDArray;
 import ai.djl.pytorch.jni.JniUtils;
 import ai.djl.training.GradientCollector;
 import ai.djl.training.ParameterStore;
-import dev.kiln.core.bench.CheckpointModels;
+import dev.kiln.core.model.CheckpointModels;
 import dev.kiln.core.data.Checksums;
 import dev.kiln.core.data.ImageDataset;
 import dev.kiln.core.model.KilnModel;

@@ -1,5 +1,6 @@
 package dev.kiln.core.bench;
 
+import dev.kiln.core.model.CheckpointModels;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;

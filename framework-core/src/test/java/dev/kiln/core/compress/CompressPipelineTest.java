@@ -1,5 +1,6 @@
 package dev.kiln.core.compress;
 
+import dev.kiln.core.model.CheckpointModels;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;

@@ -1,12 +1,14 @@
-package dev.kiln.core.bench;
+package dev.kiln.core.model;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
 import com.fasterxml.jackson.databind.JsonNode;
+import ai.djl.training.ParameterStore;
+import dev.kiln.core.compress.CompressedCheckpoints;
+import dev.kiln.core.data.ImageDataset;
 import dev.kiln.core.data.Normalization;
-import dev.kiln.core.model.KilnModel;
-import dev.kiln.core.model.ModelZoo;
+import dev.kiln.core.train.TrainingRun;
 import dev.kiln.core.safetensors.SafetensorsReader;
 import dev.kiln.core.worker.Json;
 import dev.kiln.spi.KilnException;
@@ -29,6 +31,8 @@ public final class CheckpointModels {
     /** Metadata keys every Kiln classifier checkpoint carries. */
     public static final List<String> REQUIRED_KEYS = List.of("kiln.format", "kiln.model", "kiln.model.parameters",
             "kiln.data.classes", "kiln.input.shape", "kiln.normalization");
+    /** The format {@code kiln:compress} writes. */
+    private static final String COMPRESSED = "compressed-v1";
     /** Training checkpoints also hold optimiser state under this prefix; it is not part of the model. */
     private static final String OPTIMIZER_PREFIX = "optimizer.";
 
@@ -47,6 +51,18 @@ public final class CheckpointModels {
      */
     public record Loaded(Path file, KilnModel model, List<String> classes, Normalization normalization,
             Map<String, String> metadata) {
+
+        /** Accuracy on {@code data} given raw (unnormalised), normalised the way training did. */
+        public double accuracy(ImageDataset data, NDManager manager, int batchSize) {
+            if (data.numClasses() != model.numClasses() || !data.sampleShape().equals(model.sampleShape())) {
+                throw new KilnException("dataset " + data + " does not fit the model of " + file + ": it has "
+                        + data.numClasses() + " classes of shape " + data.sampleShape() + ", the model "
+                        + model.numClasses() + " classes of shape " + model.sampleShape());
+            }
+            ImageDataset ready = normalization != null && data.normalization() == null
+                    ? data.normalized(normalization) : data;
+            return TrainingRun.evaluate(model, ready, manager, new ParameterStore(manager, false), batchSize)[1];
+        }
     }
 
     /**
@@ -69,9 +85,9 @@ public final class CheckpointModels {
                 }
             }
             String format = meta.get("kiln.format");
-            if (!format.equals("model-v1") && !format.equals("checkpoint-v1")) {
+            if (!format.equals("model-v1") && !format.equals("checkpoint-v1") && !format.equals(COMPRESSED)) {
                 throw new KilnException("checkpoint " + file + " has kiln.format '" + format
-                        + "'; the benchmark reads model-v1 and checkpoint-v1");
+                        + "'; Kiln reads model-v1, checkpoint-v1 and " + COMPRESSED);
             }
             String id = meta.get("kiln.model");
             Map<String, String> params = stringMap(file, "kiln.model.parameters", meta.get("kiln.model.parameters"));
@@ -81,9 +97,14 @@ public final class CheckpointModels {
             KilnModel model = ModelZoo.build(id, params, shape, classes.size()).initialize(manager, 0);
             try (NDManager scope = manager.newSubManager()) {
                 Map<String, NDArray> arrays = new LinkedHashMap<>();
-                for (String name : reader.names()) {
-                    if (!name.startsWith(OPTIMIZER_PREFIX)) {
-                        arrays.put(name, reader.read(name, scope));
+                if (format.equals(COMPRESSED)) {
+                    // Stored forms (int8 + scales, low-rank factors, ...) rebuilt into dense weights.
+                    arrays.putAll(CompressedCheckpoints.load(file, scope));
+                } else {
+                    for (String name : reader.names()) {
+                        if (!name.startsWith(OPTIMIZER_PREFIX)) {
+                            arrays.put(name, reader.read(name, scope));
+                        }
                     }
                 }
                 try {
