@@ -32,4 +32,12 @@ assert new JsonSlurper().parseText(header.__metadata__['kiln.compressed']).compr
 assert log.count('Compressing model.safetensors with int8') == 1
 assert log.count('Compressed model is up to date, skipping compression') == 1
 assert log.contains('Test accuracy before')
+
+// The benchmark measured the int8 model against the original and its gate passed (twice: both builds run it).
+def bench = new JsonSlurper().parse(new File(basedir, 'target/kiln/benchmark/report.json'))
+def int8 = bench.variants.find { it.name == 'int8' }
+def fp32 = bench.variants.find { it.name == 'fp32' }
+assert int8 != null && fp32 != null
+assert int8.accuracy >= fp32.accuracy - 0.01
+assert !log.contains('gate maxAccuracyDrop for variant')
 return true
