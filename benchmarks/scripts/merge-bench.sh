@@ -22,13 +22,13 @@ case "$WHAT" in
   memory)
     "${JAVA[@]}" dev.kiln.benchmarks.merge.MergeMemory --command "benchmarks/scripts/merge-bench.sh memory $*" "$@" ;;
   speed)
-    java -Xmx2g "${JAVA[@]:1}" dev.kiln.benchmarks.merge.MergeSpeed \
+    java -Xmx2g -XX:MaxDirectMemorySize=4g "${JAVA[@]:1}" dev.kiln.benchmarks.merge.MergeSpeed \
       --command "benchmarks/scripts/merge-bench.sh speed $*" "$@" ;;
   quality)
     "${JAVA[@]}" dev.kiln.benchmarks.merge.MergeQuality --command "benchmarks/scripts/merge-bench.sh quality $*" "$@" ;;
   all)
     "${JAVA[@]}" dev.kiln.benchmarks.merge.MergeMemory --keep true --command "benchmarks/scripts/merge-bench.sh all"
-    java -Xmx2g "${JAVA[@]:1}" dev.kiln.benchmarks.merge.MergeSpeed --command "benchmarks/scripts/merge-bench.sh all"
+    java -Xmx2g -XX:MaxDirectMemorySize=4g "${JAVA[@]:1}" dev.kiln.benchmarks.merge.MergeSpeed --command "benchmarks/scripts/merge-bench.sh all"
     "${JAVA[@]}" dev.kiln.benchmarks.merge.MergeQuality --command "benchmarks/scripts/merge-bench.sh all" ;;
   *)
     echo "usage: $0 memory|speed|quality|all [runner options]" >&2; exit 2 ;;

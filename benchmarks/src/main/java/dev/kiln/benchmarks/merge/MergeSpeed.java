@@ -22,7 +22,7 @@ import java.util.Map;
  * The files are read once before the first round so that the page cache is warm for everything timed.
  *
  * <pre>
- * java -Xmx2g -Dai.djl.offline=true -cp CLASSPATH dev.kiln.benchmarks.merge.MergeSpeed [--dir /tmp/kiln-merge-bench]
+ * java -Xmx2g -XX:MaxDirectMemorySize=4g -Dai.djl.offline=true -cp CLASSPATH dev.kiln.benchmarks.merge.MergeSpeed [--dir /tmp/kiln-merge-bench]
  *     [--rounds 2] [--threads 2] [--out docs/results/merge-speed.md] [--keep false] [--command "..."]
  * </pre>
  */
@@ -52,13 +52,17 @@ public final class MergeSpeed {
         try {
             readAll(files);
             for (int round = 0; round < rounds; round++) {
+                String command = options.getOrDefault("command", "(not given)");
+                // The page is rewritten after every row so that a run cut short keeps what it measured.
                 seconds.get("read").add(time(() -> readAll(files)));
+                write(out, command, input, threads, seconds);
                 seconds.get("linear").add(time(() -> BenchSupport.merge("linear", Map.of(), null, files, output,
                         threads, 1L)));
+                write(out, command, input, threads, seconds);
                 seconds.get("ties").add(time(() -> BenchSupport.merge("ties", Map.of("density", "0.2"), files.get(0),
                         files.subList(1, files.size()), output, threads, 1L)));
                 System.out.println("round " + (round + 1) + ": " + seconds);
-                write(out, options.getOrDefault("command", "(not given)"), input, threads, seconds);
+                write(out, command, input, threads, seconds);
             }
         } finally {
             Files.deleteIfExists(output);
@@ -101,7 +105,8 @@ public final class MergeSpeed {
         md.append("# Merge speed: GB/s of input merged, as a ratio to reading the same files\n\n");
         md.append(String.format(Locale.ROOT, "Input: the three seeded synthetic Llama-shaped float32 checkpoints of"
                 + " `merge-memory.md` (base + two fine-tunes, %s together). All rows are measured in one JVM"
-                + " (`-Xmx2g`), in alternating rounds (read, linear, ties), after one untimed read of all three files"
+                + " (`-Xmx2g -XX:MaxDirectMemorySize=4g`: the reader's direct buffers for 2 threads x 3 inputs of"
+                + " the 262 MB embedding exceed the default limit), in alternating rounds (read, linear, ties), after one untimed read of all three files"
                 + " so the page cache is warm for every row. **read**: every tensor's bytes read into a Java array"
                 + " with `SafetensorsReader.readBytes` and dropped. **linear**: `MergePipeline` averaging the three"
                 + " files. **ties**: `MergePipeline`, ties of the two fine-tunes onto the base, density 0.2. Both"
