@@ -19,7 +19,10 @@ import org.apache.maven.plugins.annotations.Parameter;
 @Mojo(name = "train", defaultPhase = LifecyclePhase.PROCESS_CLASSES, threadSafe = true)
 public class TrainMojo extends AbstractOutputMojo {
 
-    /** Model id from the zoo: {@code mlp}, {@code cnn} or {@code resnet}. */
+    /**
+     * Model id: {@code mlp}, {@code cnn} or {@code resnet} (classifiers, trained for epochs on images), or
+     * {@code decoder-lm} (a byte-level transformer trained for steps on a UTF-8 text file).
+     */
     @Parameter(property = "kiln.model", defaultValue = "cnn")
     private String model;
 
@@ -35,17 +38,35 @@ public class TrainMojo extends AbstractOutputMojo {
     @Parameter(property = "kiln.epochs", defaultValue = "10")
     private int epochs;
 
-    /** Samples per optimisation step. */
-    @Parameter(property = "kiln.batchSize", defaultValue = "64")
-    private int batchSize;
+    /** Optimisation steps of a {@code decoder-lm} (classifiers use {@code epochs}). */
+    @Parameter(property = "kiln.steps", defaultValue = "1000")
+    private int steps;
+
+    /** Bytes per training sequence of a {@code decoder-lm}. */
+    @Parameter(property = "kiln.seqLength", defaultValue = "128")
+    private int seqLength;
+
+    /**
+     * A training-time skip policy for a {@code decoder-lm}, e.g. {@code layerdrop}, which makes the model robust to
+     * skipping layers at inference.
+     */
+    @Parameter
+    private TechniqueConfig skip;
+
+    /** Samples per optimisation step; by default 64 for classifiers, 16 sequences for a {@code decoder-lm}. */
+    @Parameter(property = "kiln.batchSize")
+    private Integer batchSize;
 
     /** {@code sgd} (with momentum) or {@code adamw}. */
     @Parameter(property = "kiln.optimizer", defaultValue = "sgd")
     private String optimizer;
 
-    /** Peak learning rate of the cosine schedule. */
-    @Parameter(property = "kiln.learningRate", defaultValue = "0.05")
-    private double learningRate;
+    /**
+     * Peak learning rate of the cosine schedule; by default 0.05 (SGD) for classifiers, 0.001 (AdamW) for a
+     * {@code decoder-lm}.
+     */
+    @Parameter(property = "kiln.learningRate")
+    private Double learningRate;
 
     /** Steps of linear warm-up before the cosine decay. */
     @Parameter(property = "kiln.warmupSteps", defaultValue = "0")
@@ -108,14 +129,26 @@ public class TrainMojo extends AbstractOutputMojo {
         }
         config.put("dataset", dataset.getAbsolutePath());
         config.put("epochs", epochs);
-        config.put("batchSize", batchSize);
+        if (batchSize != null) {
+            config.put("batchSize", batchSize);
+        }
         config.put("optimizer", optimizer);
-        config.put("learningRate", learningRate);
+        if (learningRate != null) {
+            config.put("learningRate", learningRate);
+        }
         config.put("warmupSteps", warmupSteps);
         config.put("momentum", momentum);
         config.put("weightDecay", weightDecay);
         config.put("seed", seed);
         config.put("loss", loss);
+        config.put("steps", steps);
+        config.put("seqLength", seqLength);
+        if (skip != null && skip.getId() != null && !skip.getId().isBlank()) {
+            ObjectNode policy = config.putObject("skip");
+            policy.put("id", skip.getId().trim());
+            ObjectNode values = policy.putObject("params");
+            skip.getParams().forEach(values::put);
+        }
         config.put("bceThreshold", bceThreshold);
         ArrayNode techniques = config.putArray("augment");
         for (TechniqueConfig technique : augment == null ? new ArrayList<TechniqueConfig>() : augment) {

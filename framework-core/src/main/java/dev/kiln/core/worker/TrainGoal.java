@@ -60,8 +60,12 @@ public final class TrainGoal implements Goal {
     public Map<String, Object> run(WorkerRequest request, EventSink events) throws IOException {
         JsonNode config = request.config();
         String model = text(config, "model", "cnn");
+        if (model.equals(LanguageModelTraining.MODEL_ID)) {
+            return LanguageModelTraining.run(request, events, registry);
+        }
         if (!ModelZoo.ids().contains(model)) {
-            throw new KilnException("unknown model '" + model + "'; the zoo has: " + String.join(", ", ModelZoo.ids()));
+            throw new KilnException("unknown model '" + model + "'; the zoo has: " + String.join(", ", ModelZoo.ids())
+                    + ", " + LanguageModelTraining.MODEL_ID);
         }
         Path dataset = Path.of(required(config, "dataset", "train"));
         Path output = Path.of(required(config, "output", "train")).toAbsolutePath();
@@ -153,7 +157,7 @@ public final class TrainGoal implements Goal {
         return checkpoint.resolveSibling(stem + ".card.json");
     }
 
-    private static boolean upToDate(Path output, Path card, String fingerprint) {
+    static boolean upToDate(Path output, Path card, String fingerprint) {
         if (!Files.isRegularFile(output) || !Files.isRegularFile(card)) {
             return false;
         }
