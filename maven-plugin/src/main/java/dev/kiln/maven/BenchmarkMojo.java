@@ -69,6 +69,18 @@ public class BenchmarkMojo extends AbstractKilnMojo {
     @Parameter(property = "kiln.reportDir", defaultValue = "${project.build.directory}/kiln/benchmark")
     private File reportDir;
 
+    /** Language models: bytes of validation text in each generation prompt. */
+    @Parameter(property = "kiln.promptLength", defaultValue = "64")
+    private int promptLength;
+
+    /** Language models: tokens generated per prompt; decode speed is measured over them. */
+    @Parameter(property = "kiln.newTokens", defaultValue = "64")
+    private int newTokens;
+
+    /** Language models: validation windows for perplexity (0: the whole validation text). */
+    @Parameter(property = "kiln.perplexityWindows", defaultValue = "32")
+    private int perplexityWindows;
+
     @Override
     protected String workerGoal() {
         return "benchmark";
@@ -77,10 +89,11 @@ public class BenchmarkMojo extends AbstractKilnMojo {
     @Override
     protected ObjectNode configuration() throws MojoFailureException {
         if (dataset == null) {
-            throw new MojoFailureException("<dataset> is required: the labelled data the model was trained on");
+            throw new MojoFailureException("<dataset> is required: the labelled data the classifier was trained on,"
+                    + " or the text file of a decoder-lm");
         }
         if (checkpoint == null) {
-            throw new MojoFailureException("<checkpoint> is required: a classifier written by kiln:train");
+            throw new MojoFailureException("<checkpoint> is required: a model written by kiln:train");
         }
         ObjectNode config = newConfiguration();
         config.put("checkpoint", checkpoint.getAbsolutePath());
@@ -91,6 +104,9 @@ public class BenchmarkMojo extends AbstractKilnMojo {
         config.put("latencySamples", latencySamples);
         config.put("limit", limit);
         config.put("seed", seed);
+        config.put("promptLength", promptLength);
+        config.put("newTokens", newTokens);
+        config.put("perplexityWindows", perplexityWindows);
         config.put("reportDir", reportDir.getAbsolutePath());
         ArrayNode variantNodes = config.putArray("variants");
         Set<String> names = new HashSet<>();
@@ -136,7 +152,7 @@ public class BenchmarkMojo extends AbstractKilnMojo {
 
     private static void gate(ArrayNode nodes, GateConfig g, String variant) {
         if (g.getMinAccuracy() == null && g.getMaxAccuracyDrop() == null && g.getMinSpeedup() == null
-                && g.getMaxLatencyP95Millis() == null) {
+                && g.getMaxLatencyP95Millis() == null && g.getMaxPerplexity() == null) {
             return;
         }
         ObjectNode node = nodes.addObject();
@@ -147,6 +163,7 @@ public class BenchmarkMojo extends AbstractKilnMojo {
         put(node, "maxAccuracyDrop", g.getMaxAccuracyDrop());
         put(node, "minSpeedup", g.getMinSpeedup());
         put(node, "maxLatencyP95Millis", g.getMaxLatencyP95Millis());
+        put(node, "maxPerplexity", g.getMaxPerplexity());
     }
 
     private static void put(ObjectNode node, String field, Double value) {

@@ -20,6 +20,17 @@ public class GateConfig {
     /** Highest acceptable 95th percentile latency of one batch at {@code <batchSize>}, in milliseconds. */
     private Double maxLatencyP95Millis;
 
+    /** Highest acceptable validation perplexity (language models). */
+    private Double maxPerplexity;
+
+    public Double getMaxPerplexity() {
+        return maxPerplexity;
+    }
+
+    public void setMaxPerplexity(Double maxPerplexity) {
+        this.maxPerplexity = maxPerplexity;
+    }
+
     public String getVariant() {
         return variant;
     }

@@ -10,6 +10,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import dev.kiln.core.data.DataSource;
 import dev.kiln.core.data.Datasets;
 import dev.kiln.core.data.LabeledData;
+import dev.kiln.core.data.TextCorpus;
 import dev.kiln.core.engine.EngineStarter;
 import dev.kiln.core.worker.Event;
 import dev.kiln.core.worker.EventSink;
@@ -64,30 +65,45 @@ public final class BenchmarkGoal implements Goal {
         Gates.validate(gates, BenchmarkHarness.variantNames(variants));
 
         DataSource source = Datasets.open(dataset);
-        if (!(source instanceof LabeledData data)) {
-            throw new KilnException("dataset " + dataset + " is a text corpus; the benchmark goal measures"
-                    + " classifiers on labelled images (an IDX folder, an image folder or a CSV file)");
-        }
-        if (data.test() == null || data.test().size() == 0) {
-            throw new KilnException("dataset " + dataset + " has no test split to benchmark on");
-        }
-        events.emit(Event.info(String.format(Locale.ROOT, "Benchmarking %s on %d test samples of %s: %d variant(s),"
-                + " batch size %d, %d warm-up batches, %d timed passes", checkpoint, settings.limit() > 0
-                        ? Math.min(settings.limit(), data.test().size()) : data.test().size(), dataset,
-                BenchmarkHarness.variantNames(variants).size(), settings.batchSize(), settings.warmup(),
-                settings.repeats())));
-        Engine engine = EngineStarter.start(request.engineSettings());
+        Engine engine;
         BenchmarkResult result;
-        try (NDManager manager = engine.newBaseManager()) {
-            result = new BenchmarkHarness(registry, line -> events.emit(Event.info(line))).run(checkpoint,
-                    data.test(), variants, settings, manager);
+        if (source instanceof TextCorpus corpus) {
+            LanguageModelHarness.LmSettings lm = new LanguageModelHarness.LmSettings(
+                    config.path("promptLength").asInt(64), config.path("newTokens").asInt(64),
+                    config.path("perplexityWindows").asInt(32));
+            events.emit(Event.info(String.format(Locale.ROOT, "Benchmarking language model %s on the validation"
+                    + " text of %s: %d variant(s), batch sizes 1 and %d, prompts of %d bytes, %d new tokens, %d timed"
+                    + " repeats", checkpoint, dataset, BenchmarkHarness.variantNames(variants).size(),
+                    settings.batchSize(), lm.promptLength(), lm.newTokens(), settings.repeats())));
+            engine = EngineStarter.start(request.engineSettings());
+            try (NDManager manager = engine.newBaseManager()) {
+                result = new LanguageModelHarness(registry, line -> events.emit(Event.info(line))).run(checkpoint,
+                        corpus, variants, settings, lm, manager);
+            }
+        } else {
+            LabeledData data = (LabeledData) source;
+            if (data.test() == null || data.test().size() == 0) {
+                throw new KilnException("dataset " + dataset + " has no test split to benchmark on");
+            }
+            events.emit(Event.info(String.format(Locale.ROOT, "Benchmarking %s on %d test samples of %s: %d"
+                    + " variant(s), batch size %d, %d warm-up batches, %d timed passes", checkpoint,
+                    settings.limit() > 0 ? Math.min(settings.limit(), data.test().size()) : data.test().size(),
+                    dataset, BenchmarkHarness.variantNames(variants).size(), settings.batchSize(), settings.warmup(),
+                    settings.repeats())));
+            engine = EngineStarter.start(request.engineSettings());
+            try (NDManager manager = engine.newBaseManager()) {
+                result = new BenchmarkHarness(registry, line -> events.emit(Event.info(line))).run(checkpoint,
+                        data.test(), variants, settings, manager);
+            }
         }
         List<Gates.Check> checks = Gates.evaluate(gates, result);
         List<Path> files = BenchmarkReport.write(reportDir, result, checks);
         for (BenchmarkResult.VariantResult v : result.variants()) {
-            events.emit(Event.info(String.format(Locale.ROOT, "%-12s accuracy %.4f  speedup %.2fx  %.0f samples/s"
-                    + "  p95 %.2f ms (batch %d)  p95 %.2f ms (batch 1)", v.name(), v.accuracy(), v.speedup(),
-                    v.samplesPerSecond(), v.latencyP95Millis(), settings.batchSize(), v.latency1P95Millis())));
+            events.emit(Event.info(String.format(Locale.ROOT, "%-12s %s %.4f  speedup %.2fx  %.0f %s/s"
+                    + "  p95 %.2f ms (batch %d)  p95 %.2f ms (batch 1)", v.name(),
+                    result.languageModel() ? "perplexity" : "accuracy", v.quality(), v.speedup(),
+                    v.samplesPerSecond(), result.languageModel() ? "tokens" : "samples", v.latencyP95Millis(),
+                    settings.batchSize(), v.latency1P95Millis())));
         }
         for (Gates.Check check : checks) {
             events.emit(check.passed() ? Event.info(check.message()) : Event.warn(check.message()));
@@ -105,10 +121,10 @@ public final class BenchmarkGoal implements Goal {
         Map<String, Object> accuracy = new LinkedHashMap<>();
         Map<String, Object> speedup = new LinkedHashMap<>();
         for (BenchmarkResult.VariantResult v : result.variants()) {
-            accuracy.put(v.name(), v.accuracy());
+            accuracy.put(v.name(), v.quality());
             speedup.put(v.name(), v.speedup());
         }
-        summary.put("accuracy", accuracy);
+        summary.put(result.languageModel() ? "perplexity" : "accuracy", accuracy);
         summary.put("speedup", speedup);
         return summary;
     }
@@ -142,7 +158,7 @@ public final class BenchmarkGoal implements Goal {
         }
         for (JsonNode g : node) {
             out.add(new Gates.Gate(text(g, "variant"), number(g, "minAccuracy"), number(g, "maxAccuracyDrop"),
-                    number(g, "minSpeedup"), number(g, "maxLatencyP95Millis")));
+                    number(g, "minSpeedup"), number(g, "maxLatencyP95Millis"), number(g, "maxPerplexity")));
         }
         return out;
     }

@@ -330,7 +330,7 @@ public final class BenchmarkHarness {
         }
     }
 
-    private static long heapPeak() {
+    static long heapPeak() {
         long total = 0;
         for (MemoryPoolMXBean pool : ManagementFactory.getMemoryPoolMXBeans()) {
             if (pool.getType() == MemoryType.HEAP && pool.isValid() && pool.getPeakUsage() != null) {

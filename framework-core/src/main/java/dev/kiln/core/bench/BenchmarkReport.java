@@ -78,7 +78,15 @@ public final class BenchmarkReport {
             if (v.skipId() != null) {
                 row.put("skip", Map.of("id", v.skipId(), "params", v.skipParams()));
             }
-            row.put("accuracy", v.accuracy());
+            if (!Double.isNaN(v.accuracy())) {
+                row.put("accuracy", v.accuracy());
+            }
+            if (!Double.isNaN(v.perplexity())) {
+                row.put("perplexity", v.perplexity());
+            }
+            if (!v.extra().isEmpty()) {
+                row.put("measurements", v.extra());
+            }
             row.put("speedup", v.speedup());
             row.put("theoreticalSpeedup", v.theoreticalSpeedup());
             row.put("blocks", v.blocks());
@@ -124,9 +132,9 @@ public final class BenchmarkReport {
         md.append(String.format(Locale.ROOT, "Batch size %d, %d warm-up batches, %d timed passes (medians), "
                 + "device %s, %s, %d cores, float32.%n%n", result.settings().batchSize(), result.settings().warmup(),
                 result.settings().repeats(), result.device(), result.engine(), result.cores()));
-        md.append(header());
+        md.append(header(result));
         md.append("\n|");
-        for (int i = 0; i < header().split("\\|").length - 1; i++) {
+        for (int i = 0; i < header(result).split("\\|").length - 1; i++) {
             md.append(i == 0 ? "---|" : "---:|");
         }
         md.append('\n');
@@ -145,8 +153,8 @@ public final class BenchmarkReport {
         return md.toString();
     }
 
-    private static String header() {
-        return "| variant | skip | accuracy | speedup | theoretical | samples/s | p50 ms | p95 ms | p50 ms (bs 1) "
+    private static String header(BenchmarkResult result) {
+        return "| variant | skip | " + (result.languageModel() ? "perplexity" : "accuracy") + " | speedup | theoretical | samples/s | p50 ms | p95 ms | p50 ms (bs 1) "
                 + "| p95 ms (bs 1) | heap MiB | RSS MiB |";
     }
 
@@ -154,7 +162,7 @@ public final class BenchmarkReport {
         List<String> cells = new ArrayList<>();
         cells.add(v.name() + (v.baseline() ? " (baseline)" : ""));
         cells.add(v.skipId() == null ? "-" : v.skipId() + (v.skipParams().isEmpty() ? "" : " " + v.skipParams()));
-        cells.add(String.format(Locale.ROOT, "%.4f", v.accuracy()));
+        cells.add(String.format(Locale.ROOT, "%.4f", v.quality()));
         cells.add(String.format(Locale.ROOT, "%.2fx", v.speedup()));
         cells.add(String.format(Locale.ROOT, "%.2fx", v.theoreticalSpeedup()));
         cells.add(String.format(Locale.ROOT, "%.0f", v.samplesPerSecond()));
@@ -179,9 +187,10 @@ public final class BenchmarkReport {
                 .append(result.samples()).append(" test samples, batch size ").append(result.settings().batchSize())
                 .append(", ").append(result.settings().repeats()).append(" timed passes, device ")
                 .append(escape(result.device())).append(".</p>\n");
-        h.append("<h2>Accuracy against measured speedup</h2>\n").append(chart(result)).append('\n');
+        h.append(result.languageModel() ? "<h2>Perplexity against measured speedup</h2>\n"
+                : "<h2>Accuracy against measured speedup</h2>\n").append(chart(result)).append('\n');
         h.append("<h2>Variants</h2>\n<table><tr>");
-        for (String col : header().split("\\|")) {
+        for (String col : header(result).split("\\|")) {
             if (!col.isBlank()) {
                 h.append("<th>").append(escape(col.trim())).append("</th>");
             }
@@ -221,8 +230,8 @@ public final class BenchmarkReport {
         for (BenchmarkResult.VariantResult v : result.variants()) {
             xMin = Math.min(xMin, v.speedup());
             xMax = Math.max(xMax, v.speedup());
-            yMin = Math.min(yMin, v.accuracy());
-            yMax = Math.max(yMax, v.accuracy());
+            yMin = Math.min(yMin, v.quality());
+            yMax = Math.max(yMax, v.quality());
         }
         // Pad the ranges so single points and equal values still get a visible axis.
         double xPad = Math.max((xMax - xMin) * 0.1, 0.05);
@@ -230,7 +239,7 @@ public final class BenchmarkReport {
         xMin = Math.max(0, xMin - xPad);
         xMax += xPad;
         yMin = Math.max(0, yMin - yPad);
-        yMax = Math.min(1, yMax + yPad);
+        yMax = result.languageModel() ? yMax + yPad : Math.min(1, yMax + yPad);
         if (yMax <= yMin) {
             yMax = yMin + 0.01;
         }
@@ -257,14 +266,16 @@ public final class BenchmarkReport {
         s.append(String.format(Locale.ROOT, "<text x=\"%.1f\" y=\"%d\" font-size=\"12\" text-anchor=\"middle\">"
                 + "measured speedup (baseline = 1)</text>%n", left + plotW / 2, height - 10));
         s.append(String.format(Locale.ROOT, "<text x=\"14\" y=\"%.1f\" font-size=\"12\" text-anchor=\"middle\" "
-                + "transform=\"rotate(-90 14 %.1f)\">test accuracy</text>%n", top + plotH / 2, top + plotH / 2));
+                + "transform=\"rotate(-90 14 %.1f)\">%s</text>%n", top + plotH / 2, top + plotH / 2,
+                result.languageModel() ? "validation perplexity" : "test accuracy"));
         for (BenchmarkResult.VariantResult v : result.variants()) {
             double px = left + plotW * (v.speedup() - xMin) / (xMax - xMin);
-            double py = top + plotH - plotH * (v.accuracy() - yMin) / (yMax - yMin);
+            double py = top + plotH - plotH * (v.quality() - yMin) / (yMax - yMin);
             s.append(String.format(Locale.ROOT, "<circle class=\"point\" cx=\"%.1f\" cy=\"%.1f\" r=\"5\" fill=\"%s\">"
-                    + "<title>%s: accuracy %.4f, speedup %.2fx</title></circle>"
+                    + "<title>%s: %s %.4f, speedup %.2fx</title></circle>"
                     + "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\">%s</text>%n", px, py,
-                    v.baseline() ? "#555" : "#1f77b4", escape(v.name()), v.accuracy(), v.speedup(), px + 8, py - 6,
+                    v.baseline() ? "#555" : "#1f77b4", escape(v.name()),
+                    result.languageModel() ? "perplexity" : "accuracy", v.quality(), v.speedup(), px + 8, py - 6,
                     escape(v.name())));
         }
         return s.append("</svg>").toString();

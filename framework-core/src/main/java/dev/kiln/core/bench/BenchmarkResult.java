@@ -27,6 +27,11 @@ public record BenchmarkResult(String checkpoint, String model, Map<String, Objec
         return variants.stream().filter(v -> v.name().equals(name)).findFirst().orElse(null);
     }
 
+    /** Whether these are language-model results (quality is perplexity, lower is better). */
+    public boolean languageModel() {
+        return variants.stream().anyMatch(v -> !Double.isNaN(v.perplexity()));
+    }
+
     /** The variant speedups are measured against. */
     public VariantResult baseline() {
         return variants.stream().filter(VariantResult::baseline).findFirst().orElseThrow();
@@ -54,12 +59,32 @@ public record BenchmarkResult(String checkpoint, String model, Map<String, Objec
      * @param rssPeakBytes peak resident set size (VmHWM), or -1 where unavailable
      * @param rssPerVariant whether {@code rssPeakBytes} covers this variant alone
      * @param passSeconds every timed pass, in order
+     * @param perplexity validation perplexity of a language model (NaN for classifiers)
+     * @param extra further measurements of the model kind (for language models: prefill and decode tokens/s per
+     *     batch size)
      */
     public record VariantResult(String name, boolean baseline, String checkpoint, String skipId,
             Map<String, String> skipParams, double accuracy, int blocks, double blocksRun, double medianPassSeconds,
             double samplesPerSecond, double speedup, double latencyP50Millis, double latencyP95Millis,
             double latency1P50Millis, double latency1P95Millis, long heapPeakBytes, long rssPeakBytes,
-            boolean rssPerVariant, List<Double> passSeconds) {
+            boolean rssPerVariant, List<Double> passSeconds, double perplexity, Map<String, Object> extra) {
+
+        /** A classifier's result: no perplexity, no extra measurements. */
+        public VariantResult(String name, boolean baseline, String checkpoint, String skipId,
+                Map<String, String> skipParams, double accuracy, int blocks, double blocksRun,
+                double medianPassSeconds, double samplesPerSecond, double speedup, double latencyP50Millis,
+                double latencyP95Millis, double latency1P50Millis, double latency1P95Millis, long heapPeakBytes,
+                long rssPeakBytes, boolean rssPerVariant, List<Double> passSeconds) {
+            this(name, baseline, checkpoint, skipId, skipParams, accuracy, blocks, blocksRun, medianPassSeconds,
+                    samplesPerSecond, speedup, latencyP50Millis, latencyP95Millis, latency1P50Millis,
+                    latency1P95Millis, heapPeakBytes, rssPeakBytes, rssPerVariant, passSeconds, Double.NaN,
+                    Map.of());
+        }
+
+        /** The quality the reports plot: accuracy for classifiers, perplexity for language models. */
+        public double quality() {
+            return Double.isNaN(accuracy) ? perplexity : accuracy;
+        }
 
         /** Blocks / blocks run: the speedup the skipped fraction promises, before overheads (1 without skips). */
         public double theoreticalSpeedup() {

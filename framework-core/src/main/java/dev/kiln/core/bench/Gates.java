@@ -24,14 +24,22 @@ public final class Gates {
      *     percentage point); not applied to the baseline itself
      * @param minSpeedup lowest acceptable measured speedup against the baseline; not applied to the baseline itself
      * @param maxLatencyP95Millis highest acceptable 95th percentile batch latency at the stated batch size
+     * @param maxPerplexity highest acceptable validation perplexity of a language model
      */
     public record Gate(String variant, Double minAccuracy, Double maxAccuracyDrop, Double minSpeedup,
-            Double maxLatencyP95Millis) {
+            Double maxLatencyP95Millis, Double maxPerplexity) {
         public Gate {
+            range("maxPerplexity", maxPerplexity, 1, Double.MAX_VALUE);
             range("minAccuracy", minAccuracy, 0, 1);
             range("maxAccuracyDrop", maxAccuracyDrop, 0, 1);
             range("minSpeedup", minSpeedup, 0, Double.MAX_VALUE);
             range("maxLatencyP95Millis", maxLatencyP95Millis, 0, Double.MAX_VALUE);
+        }
+
+        /** A gate without a perplexity bar. */
+        public Gate(String variant, Double minAccuracy, Double maxAccuracyDrop, Double minSpeedup,
+                Double maxLatencyP95Millis) {
+            this(variant, minAccuracy, maxAccuracyDrop, minSpeedup, maxLatencyP95Millis, null);
         }
 
         private static void range(String name, Double value, double min, double max) {
@@ -94,6 +102,10 @@ public final class Gates {
                 if (gate.minSpeedup() != null && !v.baseline()) {
                     checks.add(new Check("minSpeedup", v.name(), gate.minSpeedup(), v.speedup(),
                             v.speedup() >= gate.minSpeedup()));
+                }
+                if (gate.maxPerplexity() != null) {
+                    checks.add(new Check("maxPerplexity", v.name(), gate.maxPerplexity(), v.perplexity(),
+                            v.perplexity() <= gate.maxPerplexity()));
                 }
                 if (gate.maxLatencyP95Millis() != null) {
                     checks.add(new Check("maxLatencyP95Millis", v.name(), gate.maxLatencyP95Millis(),
