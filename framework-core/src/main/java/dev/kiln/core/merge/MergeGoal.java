@@ -9,6 +9,7 @@ import dev.kiln.core.engine.EngineStarter;
 import dev.kiln.core.fisher.FisherEstimator;
 import dev.kiln.core.fisher.FisherStatistics;
 import dev.kiln.core.io.AtomicFiles;
+import dev.kiln.core.lora.LoraMergeGoal;
 import dev.kiln.core.safetensors.DType;
 import dev.kiln.core.worker.Event;
 import dev.kiln.core.worker.EventSink;
@@ -69,6 +70,10 @@ public final class MergeGoal implements Goal {
     @Override
     public Map<String, Object> run(WorkerRequest request, EventSink events) throws Exception {
         JsonNode config = request.config();
+        if (config.has("adapters") && config.get("adapters").size() > 0) {
+            // LoRA adapters instead of full checkpoints: a different pipeline over the same goal and options.
+            return LoraMergeGoal.run(registry, request, events);
+        }
         String yaml = text(config, "config");
         String methodId = text(config, "method");
         Map<String, String> params = new LinkedHashMap<>();
@@ -178,15 +183,6 @@ public final class MergeGoal implements Goal {
 
     /** sha256 of the normalized configuration, the inputs' sizes and times, the recipe text and the Kiln version. */
     static String fingerprint(JsonNode config, MergeSpec spec, String yaml) throws IOException {
-        ObjectNode normalized = config.deepCopy();
-        normalized.remove("force");
-        StringBuilder text = new StringBuilder();
-        text.append(Json.MAPPER.copy().configure(SerializationFeature.ORDER_MAP_ENTRIES_BY_KEYS, true)
-                .writeValueAsString(Json.MAPPER.convertValue(normalized, TreeMap.class))).append('\n');
-        text.append("kiln ").append(MergePipeline.kilnVersion()).append('\n');
-        if (yaml != null) {
-            text.append("recipe ").append(Files.readString(Path.of(yaml))).append('\n');
-        }
         List<Path> inputs = new ArrayList<>();
         if (spec.base() != null) {
             inputs.add(spec.base());
@@ -197,6 +193,24 @@ public final class MergeGoal implements Goal {
                 inputs.add(m.statistic());
             }
         });
+        return fingerprint(config, inputs, yaml == null ? null : "recipe " + Files.readString(Path.of(yaml)));
+    }
+
+    /**
+     * sha256 of the configuration without {@code force}, the Kiln version, {@code extra} (or nothing) and the size and
+     * modification time of every input file (each file directly inside an input folder): what decides whether a
+     * previous output is still up to date.
+     */
+    public static String fingerprint(JsonNode config, List<Path> inputs, String extra) throws IOException {
+        ObjectNode normalized = config.deepCopy();
+        normalized.remove("force");
+        StringBuilder text = new StringBuilder();
+        text.append(Json.MAPPER.copy().configure(SerializationFeature.ORDER_MAP_ENTRIES_BY_KEYS, true)
+                .writeValueAsString(Json.MAPPER.convertValue(normalized, TreeMap.class))).append('\n');
+        text.append("kiln ").append(MergePipeline.kilnVersion()).append('\n');
+        if (extra != null) {
+            text.append(extra).append('\n');
+        }
         for (Path input : inputs) {
             List<Path> files = new ArrayList<>();
             if (Files.isDirectory(input)) {
