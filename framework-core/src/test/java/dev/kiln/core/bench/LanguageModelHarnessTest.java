@@ -73,10 +73,10 @@ class LanguageModelHarnessTest {
         try (NDManager manager = NDManager.newBaseManager()) {
             DecoderLm model = new DecoderLm(new DecoderConfig(4, 32, 2, 2, 64, true), manager, 3);
             LmCheckpoint.save(model, checkpoint, Map.of("kiln.format", "decoder-lm-v1"));
-            double full = LmTrainer.perplexity(model, corpus.validation(), 32, 4, 8);
+            double full = LmTrainer.perplexity(model, corpus.validation(), 16, 2, 8);
 
-            BenchmarkHarness.Settings settings = new BenchmarkHarness.Settings(4, 1, 2, 1, 0, 7);
-            LanguageModelHarness.LmSettings lm = new LanguageModelHarness.LmSettings(16, 16, 4);
+            BenchmarkHarness.Settings settings = new BenchmarkHarness.Settings(4, 0, 2, 1, 0, 7);
+            LanguageModelHarness.LmSettings lm = new LanguageModelHarness.LmSettings(8, 8, 2);
             List<BenchmarkHarness.Variant> variants = List.of(BenchmarkHarness.Variant.plain("full"),
                     new BenchmarkHarness.Variant("half", "even", Map.of(), null));
             BenchmarkResult result = new LanguageModelHarness(registry(), line -> { }).run(checkpoint, corpus,
@@ -86,7 +86,7 @@ class LanguageModelHarnessTest {
             BenchmarkResult.VariantResult baseline = result.variant("full");
             BenchmarkResult.VariantResult half = result.variant("half");
             assertTrue(baseline.baseline());
-            // The baseline's cached teacher forcing gives the parallel full-model perplexity (same windows: T = 32).
+            // The baseline's cached teacher forcing gives the parallel full-model perplexity (same windows: T = 16).
             assertEquals(full, baseline.perplexity(), 1e-3 * full);
             assertFalse(Math.abs(half.perplexity() - baseline.perplexity()) < 1e-6, "skipping changes the model");
             assertEquals(4.0, baseline.blocksRun(), 1e-9);
