@@ -17,7 +17,9 @@ import org.apache.maven.plugins.annotations.Parameter;
  * ({@code config}). Skipped when the output is up to date with its inputs and configuration. For method
  * {@code fisher}, per-model Fisher statistics come from each model's {@code fisher} file, from
  * {@code STEM.fisher.safetensors} beside the checkpoint {@code STEM.safetensors}, or are computed first from
- * {@code fisherDataset}.
+ * {@code fisherDataset}. With {@code adapters} instead of {@code models}, PEFT LoRA adapters are combined as
+ * {@code adapterCombination} says: summed into {@code base}, merged by {@code method} on their dense updates, or
+ * concatenated ({@code cat}) into one adapter.
  */
 @Mojo(name = "merge", defaultPhase = LifecyclePhase.PACKAGE, threadSafe = true)
 public class MergeMojo extends AbstractOutputMojo {
@@ -37,6 +39,25 @@ public class MergeMojo extends AbstractOutputMojo {
     /** The models to merge, each with {@code path}, optional {@code weight} and per-model {@code params}. */
     @Parameter
     private List<ModelEntry> models;
+
+    /**
+     * PEFT LoRA adapters to combine instead of {@code models}, each an {@code adapter} with {@code path} (a folder
+     * holding {@code adapter_config.json} and {@code adapter_model.safetensors}), optional {@code weight} (1 when
+     * absent) and per-adapter {@code params} that override the method's. An adapted module M updates the base
+     * tensor M.weight.
+     */
+    @Parameter
+    private List<ModelEntry> adapters;
+
+    /**
+     * How {@code adapters} are combined. {@code sum} (the default without {@code method}): base + sum of weight x
+     * update, a full checkpoint. {@code method} (the default with {@code method}): the merge method (ties, dare, ...)
+     * applied to the adapters' updates as task vectors, added to the base; this densifies each adapted layer to a
+     * full matrix per adapter. {@code cat}: one PEFT adapter of rank sum(r) whose update is exactly the weighted sum,
+     * written to the folder {@code output}; needs no base.
+     */
+    @Parameter(property = "kiln.adapterCombination")
+    private String adapterCombination;
 
     /** A mergekit-style YAML recipe; exclusive with method, base and models. Paths in it are relative to it. */
     @Parameter(property = "kiln.mergeConfig")
@@ -99,12 +120,13 @@ public class MergeMojo extends AbstractOutputMojo {
     @Override
     protected ObjectNode configuration() throws MojoFailureException {
         ObjectNode c = newConfiguration();
-        boolean explicit = method != null || base != null || (models != null && !models.isEmpty());
+        boolean hasAdapters = adapters != null && !adapters.isEmpty();
+        boolean explicit = method != null || base != null || (models != null && !models.isEmpty()) || hasAdapters;
         if (config != null && explicit) {
             throw new MojoFailureException("kiln:merge: <config> (a mergekit YAML recipe) cannot be combined with "
-                    + "<method>, <base> or <models>");
+                    + "<method>, <base>, <models> or <adapters>");
         }
-        if (config == null && method == null) {
+        if (config == null && method == null && !hasAdapters) {
             throw new MojoFailureException("kiln:merge: set <method> and <models>, or <config> (a mergekit YAML "
                     + "recipe)");
         }
@@ -140,6 +162,29 @@ public class MergeMojo extends AbstractOutputMojo {
                     m.getParams().forEach((k, v) -> mp.put(k, v == null ? "" : v.trim()));
                 }
             }
+        }
+        if (hasAdapters) {
+            ArrayNode adapterList = c.putArray("adapters");
+            for (ModelEntry a : adapters) {
+                if (a.getPath() == null) {
+                    throw new MojoFailureException("kiln:merge: every <adapter> needs a <path> (a PEFT adapter folder)");
+                }
+                if (a.getFisher() != null) {
+                    throw new MojoFailureException("kiln:merge: <adapter> " + a.getPath() + " cannot take a <fisher>");
+                }
+                ObjectNode entry = adapterList.addObject();
+                entry.put("path", a.getPath().getAbsolutePath());
+                if (a.getWeight() != null) {
+                    entry.put("weight", a.getWeight());
+                }
+                ObjectNode ap = entry.putObject("params");
+                if (a.getParams() != null) {
+                    a.getParams().forEach((k, v) -> ap.put(k, v == null ? "" : v.trim()));
+                }
+            }
+        }
+        if (adapterCombination != null && !adapterCombination.isBlank()) {
+            c.put("adapterCombination", adapterCombination.trim());
         }
         c.put("output", output.getAbsolutePath());
         c.put("threads", mergeThreads);

@@ -5,10 +5,14 @@ import java.util.Map;
 
 /**
  * One model of a {@code kiln:merge}: {@code <model><path>...</path><weight>0.5</weight><params><density>0.7</density>
- * </params><fisher>...</fisher></model>}.
+ * </params><fisher>...</fisher></model>}; also one LoRA adapter ({@code <adapter>}, where {@code path} is the PEFT
+ * adapter folder and {@code fisher} is not allowed).
  */
 public class ModelEntry {
-    /** The checkpoint: a safetensors file, a folder with {@code model.safetensors} or a sharded index. */
+    /**
+     * The checkpoint: a safetensors file, a folder with {@code model.safetensors} or a sharded index; for an adapter,
+     * the folder with {@code adapter_config.json} and {@code adapter_model.safetensors}.
+     */
     private File path;
 
     /** The model's weight in the merge (mergekit's {@code weight}); 1 when absent. */
