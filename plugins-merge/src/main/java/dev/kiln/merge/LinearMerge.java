@@ -13,6 +13,14 @@ final class LinearMerge implements MergeMethod {
         this.normalize = normalize;
     }
 
+    /**
+     * A weighted sum of the same element of each model: the core may merge large tensors in row blocks. (Overrides
+     * {@code MergeMethod.elementwise()} of SPI 1.1; no {@code @Override} so the plugin still compiles against 1.0.)
+     */
+    public boolean elementwise() {
+        return true;
+    }
+
     @Override
     public NDArray merge(MergeInput input) {
         try (Scope scope = Scope.open("linear", input, false)) {

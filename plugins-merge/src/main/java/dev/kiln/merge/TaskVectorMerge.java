@@ -83,6 +83,17 @@ final class TaskVectorMerge implements MergeMethod {
         return true;
     }
 
+    /**
+     * Without sparsification (task-arithmetic, with or without sign consensus) every step works on one element of the
+     * task vectors, so the core may merge in row blocks. Magnitude pruning (ties, breadcrumbs) ranks the whole tensor,
+     * and DARE's mask draw and L1 rescale are not reproducible or not local per block, so those are whole-tensor.
+     * (Overrides {@code MergeMethod.elementwise()} of SPI 1.1; no {@code @Override} so the plugin still compiles
+     * against 1.0.)
+     */
+    public boolean elementwise() {
+        return sparsifier == Sparsifier.NONE;
+    }
+
     @Override
     public NDArray merge(MergeInput input) {
         try (Scope scope = Scope.open(id, input, true)) {

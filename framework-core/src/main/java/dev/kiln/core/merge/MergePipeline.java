@@ -5,6 +5,8 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
 import dev.kiln.core.io.AtomicFiles;
 import dev.kiln.core.safetensors.DType;
+import dev.kiln.core.safetensors.DirectBuffers;
+import dev.kiln.core.safetensors.FloatBits;
 import dev.kiln.core.safetensors.SafetensorsWriter;
 import dev.kiln.core.safetensors.ShardedCheckpoint;
 import dev.kiln.core.safetensors.ShardedCheckpointWriter;
@@ -23,9 +25,12 @@ import java.lang.management.ManagementFactory;
 import java.lang.management.MemoryPoolMXBean;
 import java.lang.management.MemoryType;
 import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashSet;
@@ -62,8 +67,12 @@ public final class MergePipeline {
     /** Seconds between progress events. */
     private static final long PROGRESS_NANOS = 2_000_000_000L;
 
+    /** Default largest tensor (in elements) an elementwise method merges whole; bigger ones go in row blocks. */
+    static final long DEFAULT_BLOCK_ELEMENTS = 16L << 20;
+
     private final MergeMethod method;
     private final MergeSpec spec;
+    private long blockElements = DEFAULT_BLOCK_ELEMENTS;
     private final EventSink events;
     /** Per model, its statistic file (e.g. diagonal Fisher) or null; set by {@link #run} before merging starts. */
     private List<ShardedCheckpoint> statistics = List.of();
@@ -72,6 +81,33 @@ public final class MergePipeline {
         this.method = method;
         this.spec = spec;
         this.events = events == null ? e -> { } : events;
+    }
+
+    /** For tests: a small block size exercises row-block merging on small tensors. */
+    void blockElements(long elements) {
+        if (elements < 1) {
+            throw new IllegalArgumentException("block size " + elements + " < 1");
+        }
+        this.blockElements = elements;
+    }
+
+    /**
+     * Whether {@code method} declares itself elementwise ({@code MergeMethod.elementwise()}, SPI 1.1). Looked up
+     * reflectively so that this core also runs against an SPI 1.0 jar, where no method is elementwise.
+     */
+    static boolean elementwise(MergeMethod method) {
+        try {
+            return (Boolean) MergeMethod.class.getMethod("elementwise").invoke(method);
+        } catch (NoSuchMethodException e) {
+            return false;
+        } catch (ReflectiveOperationException e) {
+            Throwable cause = e.getCause();
+            if (cause instanceof RuntimeException r) {
+                throw r;
+            }
+            throw new KilnException("merge: cannot ask merge method '" + method.getClass().getName()
+                    + "' whether it is elementwise: " + e, e);
+        }
     }
 
     /** The Kiln version recorded in outputs: the jar's, or the SPI's when run from classes. */
@@ -351,58 +387,256 @@ public final class MergePipeline {
             stats.put("seconds", (System.nanoTime() - t0) / 1e9);
             return stats;
         }
-        try (NDManager manager = NDManager.newBaseManager()) {
-            NDArray baseArray = base == null ? null : load(base, name, manager, "the base model");
-            List<ModelTensor> tensors = new ArrayList<>();
-            for (int i = 0; i < models.size(); i++) {
-                MergeSpec.ModelInput input = spec.models().get(i);
-                NDArray array = load(models.get(i), name, manager, modelRole(i));
-                ShardedCheckpoint stat = statistics.isEmpty() ? null : statistics.get(i);
-                NDArray statistic = stat == null ? null : load(stat, name, manager, "the statistic "
-                        + input.statistic() + " of " + modelRole(i));
-                tensors.add(new ModelTensor(array, input.weight(), input.overrides(), statistic));
-            }
-            MergeInput mergeInput = new MergeInput(name, baseArray, List.copyOf(tensors), random(spec.seed(),
-                    name));
-            NDArray merged = method.merge(mergeInput);
-            if (merged == null || !merged.getShape().equals(tensors.get(0).tensor().getShape())) {
-                throw new KilnException("merge method '" + spec.methodId() + "' returned "
-                        + (merged == null ? "nothing" : "shape " + merged.getShape()) + " for tensor '" + name
-                        + "' of shape " + tensors.get(0).tensor().getShape());
-            }
-            if (merged.getDataType() != DataType.FLOAT32) {
-                merged = merged.toType(DataType.FLOAT32, false);
-            }
-            if (baseArray != null) {
-                NDArray delta = merged.sub(baseArray);
-                stats.put("keptDensity", delta.neq(0).countNonzero().getLong() / (double) Math.max(1,
-                        info.elementCount()));
-                NDArray positive = null;
-                NDArray negative = null;
-                for (ModelTensor m : tensors) {
-                    NDArray tau = m.tensor().sub(baseArray);
-                    NDArray pos = tau.gt(0);
-                    NDArray neg = tau.lt(0);
-                    positive = positive == null ? pos : positive.logicalOr(pos);
-                    negative = negative == null ? neg : negative.logicalOr(neg);
+        long rows = info.shape().length == 0 ? 1 : info.shape()[0];
+        if (info.elementCount() > blockElements && rows > 1 && elementwise(method)) {
+            mergeBlocks(name, info, base, models, output, stats);
+        } else {
+            try (NDManager manager = NDManager.newBaseManager()) {
+                NDArray baseArray = base == null ? null : load(base, name, manager, "the base model");
+                List<NDArray> inputs = new ArrayList<>();
+                for (int i = 0; i < models.size(); i++) {
+                    inputs.add(load(models.get(i), name, manager, modelRole(i)));
                 }
-                stats.put("signConflict", positive.logicalAnd(negative).countNonzero().getLong()
-                        / (double) Math.max(1, info.elementCount()));
+                List<NDArray> stat = new ArrayList<>();
+                for (int i = 0; i < models.size(); i++) {
+                    ShardedCheckpoint s = statistics.isEmpty() ? null : statistics.get(i);
+                    stat.add(s == null ? null : load(s, name, manager, statisticRole(i)));
+                }
+                NDArray merged = mergeArrays(name, baseArray, inputs, stat, random(spec.seed(), name));
+                long[] counts = countChanges(merged, baseArray, inputs);
+                if (counts != null) {
+                    putChangeStats(stats, counts, info.elementCount());
+                }
+                if (info.elementCount() * outputType(info).byteSize() <= Integer.MAX_VALUE) {
+                    encode(merged, outputType(info), bytes -> output.write(name, bytes));
+                } else {
+                    output.write(name, merged);
+                }
             }
-            output.write(name, merged);
         }
         stats.put("seconds", (System.nanoTime() - t0) / 1e9);
         return stats;
     }
 
+    private String statisticRole(int i) {
+        return "the statistic " + spec.models().get(i).statistic() + " of " + modelRole(i);
+    }
+
+    /** Runs the method on loaded arrays; returns the result as float32, its shape checked. */
+    private NDArray mergeArrays(String name, NDArray baseArray, List<NDArray> inputs, List<NDArray> stat,
+            RandomGenerator random) {
+        List<ModelTensor> tensors = new ArrayList<>();
+        for (int i = 0; i < inputs.size(); i++) {
+            MergeSpec.ModelInput input = spec.models().get(i);
+            tensors.add(new ModelTensor(inputs.get(i), input.weight(), input.overrides(), stat.get(i)));
+        }
+        NDArray merged = method.merge(new MergeInput(name, baseArray, List.copyOf(tensors), random));
+        if (merged == null || !merged.getShape().equals(inputs.get(0).getShape())) {
+            throw new KilnException("merge method '" + spec.methodId() + "' returned "
+                    + (merged == null ? "nothing" : "shape " + merged.getShape()) + " for tensor '" + name
+                    + "' of shape " + inputs.get(0).getShape());
+        }
+        if (merged.getDataType() != DataType.FLOAT32) {
+            merged = merged.toType(DataType.FLOAT32, false);
+        }
+        return merged;
+    }
+
+    /**
+     * {changed elements, sign-conflicted elements} of a merge with a base, or null without one. The temporaries (one
+     * task vector and two masks per model) live on a sub-manager closed at once, so they do not add to the peak.
+     */
+    private static long[] countChanges(NDArray merged, NDArray baseArray, List<NDArray> inputs) {
+        if (baseArray == null) {
+            return null;
+        }
+        try (NDManager scratch = merged.getManager().newSubManager()) {
+            NDArray delta = merged.sub(baseArray);
+            delta.attach(scratch);
+            long changed = delta.neq(0).countNonzero().getLong();
+            NDArray positive = null;
+            NDArray negative = null;
+            for (NDArray model : inputs) {
+                try (NDManager step = scratch.newSubManager()) {
+                    NDArray tau = model.sub(baseArray);
+                    tau.attach(step);
+                    NDArray pos = tau.gt(0);
+                    NDArray neg = tau.lt(0);
+                    NDArray p = positive == null ? pos : positive.logicalOr(pos);
+                    NDArray n = negative == null ? neg : negative.logicalOr(neg);
+                    p.attach(scratch);
+                    n.attach(scratch);
+                    positive = p;
+                    negative = n;
+                }
+            }
+            long conflicts = positive.logicalAnd(negative).countNonzero().getLong();
+            return new long[] {changed, conflicts};
+        }
+    }
+
+    private static void putChangeStats(Map<String, Object> stats, long[] counts, long elements) {
+        stats.put("keptDensity", counts[0] / (double) Math.max(1, elements));
+        stats.put("signConflict", counts[1] / (double) Math.max(1, elements));
+    }
+
+    /**
+     * Merges a large tensor of an elementwise method in blocks of whole rows, so memory holds one block per input
+     * instead of whole tensors. Merged blocks go to a scratch file beside the output (the writer takes a tensor's
+     * bytes in one call) and are copied into the output from a mapping of it. Each block gets its own random source
+     * derived from the seed, the tensor name and the block index, so the result depends on the block size only for
+     * methods that draw random numbers.
+     */
+    private void mergeBlocks(String name, TensorInfo info, ShardedCheckpoint base, List<ShardedCheckpoint> models,
+            Output output, Map<String, Object> stats) {
+        long[] shape = info.shape();
+        long rowElements = info.elementCount() / shape[0];
+        long rowsPerBlock = Math.max(1, blockElements / Math.max(1, rowElements));
+        DType outType = outputType(info);
+        long outBytes = info.elementCount() * outType.byteSize();
+        Path folder = spec.output().toAbsolutePath().getParent();
+        Path scratchFile;
+        try {
+            scratchFile = Files.createTempFile(folder, ".kiln-merge-block-", ".tmp");
+        } catch (IOException e) {
+            throw new KilnException("merge: cannot create a scratch file in " + folder + " for tensor '" + name
+                    + "': " + e, e);
+        }
+        long changed = 0;
+        long conflicts = 0;
+        int blocks = 0;
+        try (FileChannel scratch = FileChannel.open(scratchFile, StandardOpenOption.READ, StandardOpenOption.WRITE)) {
+            long position = 0;
+            for (long r0 = 0; r0 < shape[0]; r0 += rowsPerBlock, blocks++) {
+                long r1 = Math.min(shape[0], r0 + rowsPerBlock);
+                try (NDManager manager = NDManager.newBaseManager()) {
+                    NDArray baseArray = base == null ? null : loadRows(base, name, r0, r1, manager,
+                            "the base model");
+                    List<NDArray> inputs = new ArrayList<>();
+                    for (int i = 0; i < models.size(); i++) {
+                        inputs.add(loadRows(models.get(i), name, r0, r1, manager, modelRole(i)));
+                    }
+                    List<NDArray> stat = new ArrayList<>();
+                    for (int i = 0; i < models.size(); i++) {
+                        ShardedCheckpoint s = statistics.isEmpty() ? null : statistics.get(i);
+                        stat.add(s == null ? null : loadRows(s, name, r0, r1, manager, statisticRole(i)));
+                    }
+                    NDArray merged = mergeArrays(name, baseArray, inputs, stat, blockRandom(spec.seed(), name,
+                            blocks));
+                    long[] counts = countChanges(merged, baseArray, inputs);
+                    if (counts != null) {
+                        changed += counts[0];
+                        conflicts += counts[1];
+                    }
+                    long at = position;
+                    position += encode(merged, outType, bytes -> writeFully(scratch, bytes, at, scratchFile));
+                }
+            }
+            if (position != outBytes) {
+                throw new IllegalStateException("merged " + position + " bytes of tensor '" + name + "', expected "
+                        + outBytes);
+            }
+            output.writeFrom(name, scratch, outBytes);
+        } catch (IOException e) {
+            throw new KilnException("merge: scratch file " + scratchFile + " of tensor '" + name + "' failed: " + e,
+                    e);
+        } finally {
+            try {
+                Files.deleteIfExists(scratchFile);
+            } catch (IOException ignored) {
+                // A leftover hidden scratch file is harmless; the merge result does not depend on it.
+            }
+        }
+        stats.put("blocks", blocks);
+        if (base != null) {
+            putChangeStats(stats, new long[] {changed, conflicts}, info.elementCount());
+        }
+    }
+
+    private DType outputType(TensorInfo info) {
+        return spec.outputDtype() != null ? spec.outputDtype() : info.dtype();
+    }
+
+    private NDArray loadRows(ShardedCheckpoint checkpoint, String name, long r0, long r1, NDManager manager,
+            String role) {
+        return checkFinite(checkpoint.reader(name).readRows(name, r0, r1, manager), name, role);
+    }
+
+    /** The random source of block {@code index} of a tensor: the tensor's own source mixed with the index. */
+    static RandomGenerator blockRandom(long seed, String name, int index) {
+        long z = random(seed, name).nextLong() + (index + 1L) * 0x9e3779b97f4a7c15L;
+        z = (z ^ (z >>> 30)) * 0xbf58476d1ce4e5b9L;
+        z = (z ^ (z >>> 27)) * 0x94d049bb133111ebL;
+        return new SplittableRandom(z ^ (z >>> 31));
+    }
+
+    /**
+     * Hands {@code merged}'s bytes, stored as {@code target}, to {@code sink} and returns their count. F32, F16 and
+     * F64 go straight from torch's memory (a direct buffer over the tensor, converted by the engine first if needed),
+     * which avoids the heap copy and the JDK's cached temporary direct buffer that writing a heap buffer costs; BF16,
+     * which the engine cannot hold, is rounded in Java into a direct buffer freed at once.
+     */
+    static long encode(NDArray merged, DType target, java.util.function.Consumer<ByteBuffer> sink) {
+        if (target == DType.BF16) {
+            ByteBuffer floats = merged.toByteBuffer(true).order(ByteOrder.nativeOrder());
+            int n = floats.remaining() / 4;
+            ByteBuffer out = ByteBuffer.allocateDirect(n * 2).order(ByteOrder.LITTLE_ENDIAN);
+            try {
+                for (int i = 0; i < n; i++) {
+                    out.putShort(i * 2, FloatBits.floatToBf16(floats.getFloat(floats.position() + i * 4)));
+                }
+                sink.accept(out);
+                return out.remaining();
+            } finally {
+                DirectBuffers.free(out);
+            }
+        }
+        if (target.loadedType() == DataType.FLOAT32) {
+            ByteBuffer bytes = merged.toByteBuffer(true).order(ByteOrder.LITTLE_ENDIAN);
+            sink.accept(bytes);
+            return bytes.remaining();
+        }
+        try (NDArray converted = merged.toType(target.loadedType(), false)) {
+            ByteBuffer bytes = converted.toByteBuffer(true).order(ByteOrder.LITTLE_ENDIAN);
+            sink.accept(bytes);
+            return bytes.remaining();
+        }
+    }
+
+    private static void writeFully(FileChannel channel, ByteBuffer bytes, long position, Path file) {
+        ByteBuffer b = bytes.duplicate();
+        long pos = position;
+        try {
+            while (b.hasRemaining()) {
+                pos += channel.write(b, pos);
+            }
+        } catch (IOException e) {
+            throw new KilnException("merge: cannot write scratch file " + file + ": " + e, e);
+        }
+    }
+
     private NDArray load(ShardedCheckpoint checkpoint, String name, NDManager manager, String role) {
-        NDArray array = checkpoint.read(name, manager);
+        return checkFinite(checkpoint.read(name, manager), name, role);
+    }
+
+    private NDArray checkFinite(NDArray loaded, String name, String role) {
+        NDArray array = loaded;
         if (array.getDataType() != DataType.FLOAT32) {
             array = array.toType(DataType.FLOAT32, false);
+            loaded.close();
         }
         if (!spec.allowNonFinite()) {
             // isInfinite/isNaN on float32 are cheap elementwise passes; only the count crosses to Java.
-            long bad = array.isNaN().logicalOr(array.isInfinite()).countNonzero().getLong();
+            long bad;
+            try (NDManager scratch = array.getManager().newSubManager()) {
+                NDArray nan = array.isNaN();
+                nan.attach(scratch);
+                NDArray inf = array.isInfinite();
+                inf.attach(scratch);
+                NDArray either = nan.logicalOr(inf);
+                either.attach(scratch);
+                bad = either.countNonzero().getLong();
+            }
             if (bad > 0) {
                 throw new KilnException("merge: tensor '" + name + "' of " + role + " contains " + bad
                         + " NaN or infinite value(s); fix the checkpoint or set allowNonFinite");
@@ -517,6 +751,24 @@ public final class MergePipeline {
                 single.write(name, chunks);
             } else {
                 sharded.write(name, chunks);
+            }
+        }
+
+        /**
+         * Writes a tensor from the first {@code length} bytes of {@code source}, mapped in pieces of at most 1 GiB
+         * that are unmapped right after the write.
+         */
+        synchronized void writeFrom(String name, FileChannel source, long length) throws IOException {
+            List<ByteBuffer> pieces = new ArrayList<>();
+            try {
+                for (long pos = 0; pos < length; pos += 1 << 30) {
+                    pieces.add(source.map(FileChannel.MapMode.READ_ONLY, pos, Math.min(1 << 30, length - pos)));
+                }
+                write(name, pieces.toArray(new ByteBuffer[0]));
+            } finally {
+                for (ByteBuffer piece : pieces) {
+                    DirectBuffers.free(piece);
+                }
             }
         }
 

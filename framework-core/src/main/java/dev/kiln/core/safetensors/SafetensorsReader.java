@@ -1,9 +1,9 @@
 package dev.kiln.core.safetensors;
 
 import ai.djl.ndarray.NDArray;
-import ai.djl.ndarray.NDArrays;
-import ai.djl.ndarray.NDList;
 import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.index.NDIndex;
+import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import dev.kiln.spi.KilnException;
 import java.io.IOException;
@@ -26,7 +26,7 @@ import java.util.Map;
  * matching dtype times shape (overflow checked), offsets inside the file, the data section tiled exactly once. Any
  * problem is a {@link CheckpointFormatException} naming the file and tensor. Offsets are 64-bit throughout, so files
  * larger than 2 GB work; a single tensor larger than 2 GB is read in chunks ({@link #mapChunks(String)}, and
- * {@link #read(String, NDManager)} concatenates chunks), while {@link #map(String)}, {@link #readBytes(String)} and
+ * {@link #read(String, NDManager)} fills one array piece by piece), while {@link #map(String)}, {@link #readBytes(String)} and
  * {@link #readFloats(String)}, which return one Java buffer or array, refuse it with a clear error.
  *
  * <p>Positional reads make one reader safe to share between threads. Close it to release the file.
@@ -37,6 +37,9 @@ public final class SafetensorsReader implements AutoCloseable {
     static final int DEFAULT_CHUNK_BYTES = 1 << 30;
 
     private static final int MAX_ARRAY = Integer.MAX_VALUE - 8;
+
+    /** Largest piece {@link #read(String, NDManager)} maps at once: bounds the transient mapping beside the copy. */
+    private static final int READ_PIECE_BYTES = 64 << 20;
 
     private final Path file;
     private final FileChannel channel;
@@ -243,31 +246,92 @@ public final class SafetensorsReader implements AutoCloseable {
     /**
      * The tensor as an NDArray on {@code manager}, in its own dtype except BF16, which arrives as FLOAT32, and I16,
      * which arrives as INT32 (both converted exactly in Java because either type aborts the PyTorch engine). The array
-     * owns its memory; the file is not mapped into it.
+     * owns its memory (torch's allocator): the file is not mapped into it and no Java buffer stays behind, so reading
+     * many tensors does not use up the JVM's direct-memory limit.
      */
     public NDArray read(String name, NDManager manager) {
         TensorInfo t = info(name);
-        DType dtype = t.dtype();
-        long count = t.elementCount();
-        int outSize = dtype.loadedType().getNumOfBytes();
-        long perChunk = chunkElements(Math.max(outSize, dtype.byteSize()));
-        Shape shape = new Shape(t.shape());
-        if (count <= perChunk) {
-            return manager.create(loadChunk(t, 0, (int) count), shape, dtype.loadedType());
+        return readElements(t, 0, t.elementCount(), new Shape(t.shape()), manager);
+    }
+
+    /**
+     * Rows {@code [firstRow, endRow)} of the tensor (slices along its first dimension) as an NDArray of shape {@code
+     * [endRow - firstRow, shape[1], ...]}, loaded like {@link #read(String, NDManager)}. Only those rows' bytes are
+     * read, which lets a caller process a tensor larger than memory in row blocks.
+     *
+     * @throws KilnException naming the tensor when it is a scalar or the row range is outside {@code [0, shape[0]]}
+     */
+    public NDArray readRows(String name, long firstRow, long endRow, NDManager manager) {
+        TensorInfo t = info(name);
+        long[] shape = t.shape();
+        if (shape.length == 0) {
+            throw new KilnException("Tensor '" + name + "' of checkpoint " + file + " is a scalar; it has no rows");
         }
-        NDList pieces = new NDList();
+        if (firstRow < 0 || endRow < firstRow || endRow > shape[0]) {
+            throw new KilnException("Tensor '" + name + "' of checkpoint " + file + " has " + shape[0]
+                    + " rows; rows [" + firstRow + ", " + endRow + ") are out of range");
+        }
+        long rowElements = 1;
+        for (int i = 1; i < shape.length; i++) {
+            rowElements *= shape[i];
+        }
+        long[] blockShape = shape.clone();
+        blockShape[0] = endRow - firstRow;
+        return readElements(t, firstRow * rowElements, (endRow - firstRow) * rowElements, new Shape(blockShape),
+                manager);
+    }
+
+    private NDArray readElements(TensorInfo t, long first, long count, Shape shape, NDManager manager) {
+        DataType type = t.dtype().loadedType();
+        if (count == 0) {
+            return manager.create(shape, type);
+        }
+        int widest = Math.max(type.getNumOfBytes(), t.dtype().byteSize());
+        long perPiece = Math.max(1, Math.min(chunkBytes, READ_PIECE_BYTES) / widest);
+        if (count <= perPiece) {
+            NDArray flat = loadPiece(t, first, (int) count, manager);
+            return reshapeOwned(flat, shape);
+        }
+        // Filling one preallocated array piece by piece keeps the peak at the tensor plus one piece, where
+        // concatenating pieces would briefly hold the tensor twice.
+        NDArray out = manager.create(new Shape(count), type);
         try {
-            for (long first = 0; first < count; first += perChunk) {
-                int n = (int) Math.min(perChunk, count - first);
-                pieces.add(manager.create(loadChunk(t, first, n), new Shape(n), dtype.loadedType()));
+            for (long done = 0; done < count; done += perPiece) {
+                int n = (int) Math.min(perPiece, count - done);
+                try (NDArray piece = loadPiece(t, first + done, n, manager)) {
+                    out.set(new NDIndex("{}:{}", done, done + n), piece);
+                }
             }
-            NDArray flat = NDArrays.concat(pieces);
-            // The reshaped view keeps the concatenated storage alive (torch reference counting), so no copy.
-            NDArray out = flat.reshape(shape);
-            flat.close();
-            return out;
+        } catch (RuntimeException e) {
+            out.close();
+            throw e;
+        }
+        return reshapeOwned(out, shape);
+    }
+
+    /** A reshaped view keeps its source's storage alive (torch reference counting), so the source can be closed. */
+    private static NDArray reshapeOwned(NDArray flat, Shape shape) {
+        if (flat.getShape().equals(shape)) {
+            return flat;
+        }
+        NDArray out = flat.reshape(shape);
+        flat.close();
+        return out;
+    }
+
+    /**
+     * Elements {@code [first, first + n)} as a flat array in torch-owned memory. The bytes reach torch through a
+     * mapping of the file (or, for converted dtypes, a direct buffer) that the array aliases only until it is cloned;
+     * the mapping or buffer is then released at once rather than left for the garbage collector.
+     */
+    private NDArray loadPiece(TensorInfo t, long first, int n, NDManager manager) {
+        ByteBuffer bytes = loadChunk(t, first, n);
+        try {
+            try (NDArray alias = manager.create(bytes, new Shape(n), t.dtype().loadedType())) {
+                return alias.duplicate();
+            }
         } finally {
-            pieces.close();
+            DirectBuffers.free(bytes);
         }
     }
 
@@ -275,28 +339,28 @@ public final class SafetensorsReader implements AutoCloseable {
     private ByteBuffer loadChunk(TensorInfo t, long first, int n) {
         DType dtype = t.dtype();
         int size = dtype.byteSize();
-        long position = dataStart + t.begin() + first * size;
+        long relative = t.begin() + first * size;
         if (dtype.loadsAsIs()) {
             // Safetensors is little-endian; DJL takes the buffer's bytes as native order, which is little-endian on
-            // every platform libtorch ships for (x86-64, aarch64).
-            ByteBuffer direct = ByteBuffer.allocateDirect(n * size).order(ByteOrder.nativeOrder());
-            readFully(file, channel, direct, position);
-            direct.flip();
-            return direct;
+            // every platform libtorch ships for (x86-64, aarch64). Mapping skips one copy and uses no direct memory.
+            return mapRange(t, relative, n * size).order(ByteOrder.nativeOrder());
         }
-        ByteBuffer raw = ByteBuffer.allocate(n * size).order(ByteOrder.LITTLE_ENDIAN);
-        readFully(file, channel, raw, position);
-        ByteBuffer out = ByteBuffer.allocateDirect(n * 4).order(ByteOrder.nativeOrder());
-        if (dtype == DType.BF16) {
-            for (int i = 0; i < n; i++) {
-                out.putInt(i * 4, (raw.getShort(i * 2) & 0xffff) << 16);
+        ByteBuffer raw = mapRange(t, relative, n * size);
+        try {
+            ByteBuffer out = ByteBuffer.allocateDirect(n * 4).order(ByteOrder.nativeOrder());
+            if (dtype == DType.BF16) {
+                for (int i = 0; i < n; i++) {
+                    out.putInt(i * 4, (raw.getShort(i * 2) & 0xffff) << 16);
+                }
+            } else {
+                for (int i = 0; i < n; i++) {
+                    out.putInt(i * 4, raw.getShort(i * 2));
+                }
             }
-        } else {
-            for (int i = 0; i < n; i++) {
-                out.putInt(i * 4, raw.getShort(i * 2));
-            }
+            return out;
+        } finally {
+            DirectBuffers.free(raw);
         }
-        return out;
     }
 
     private ByteBuffer mapRange(TensorInfo t, long relative, int length) {

@@ -18,4 +18,17 @@ public interface MergeMethod {
     default boolean requiresBase() {
         return false;
     }
+
+    /**
+     * Whether the merged value of an element depends only on that element of the inputs (and on per-model scalars),
+     * so the core may merge a tensor in row blocks and keep memory bounded by the block size. Then {@link
+     * MergeInput#random()} is a source per block (derived from the seed, the tensor name and the block index), and
+     * {@link MergeInput#name()} is still the whole tensor's name. Methods that use whole-tensor statistics (norms,
+     * top-k, angles) must leave this false.
+     *
+     * @since 1.1
+     */
+    default boolean elementwise() {
+        return false;
+    }
 }
