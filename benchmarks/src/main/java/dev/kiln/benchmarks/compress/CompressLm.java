@@ -37,7 +37,7 @@ import java.util.Map;
  *
  * <pre>
  * java -Dai.djl.offline=true -cp CLASSPATH dev.kiln.benchmarks.compress.CompressLm [--checkpoint FILE]
- *     [--rdb data/full/austen/Rdata.rdb] [--val-windows 32] [--prompt 64] [--new-tokens 32] [--repeats 5]
+ *     [--rdb data/full/austen/Rdata.rdb] [--val-windows 32] [--prompt 64] [--new-tokens 32] [--repeats 15]
  *     [--warmup 1] [--work /tmp/kiln-compress-lm] [--out docs/results/compress-lm.md] [--command "..."]
  * </pre>
  * Without {@code --checkpoint}, {@code /tmp/lmbench/base.safetensors} and then {@code layerdrop.safetensors} are
@@ -61,7 +61,7 @@ public final class CompressLm {
         int valWindows = Integer.parseInt(o.getOrDefault("val-windows", "32"));
         int promptLength = Integer.parseInt(o.getOrDefault("prompt", "64"));
         int newTokens = Integer.parseInt(o.getOrDefault("new-tokens", "32"));
-        int repeats = Integer.parseInt(o.getOrDefault("repeats", "5"));
+        int repeats = Integer.parseInt(o.getOrDefault("repeats", "15"));
         int warmup = Integer.parseInt(o.getOrDefault("warmup", "1"));
         Files.createDirectories(work);
         Engine.getInstance();
@@ -211,6 +211,9 @@ public final class CompressLm {
         md.append("**Sparser, not faster.** The decoder runs dense matmuls on the reconstructed float32 weights,"
                 + " so every row's expected speedup is 1.0x; deviations are noise on a shared machine. Magnitude"
                 + " and 2:4 pruning are stored dense, so their files do not shrink either.\n\n");
+        md.append("Low-rank files can grow: rank-r factors of an m x n weight store r(m + n) numbers, more than the"
+                + " m n of the weight once r > m n / (m + n); `low-rank-sparse` adds the residual's values and"
+                + " indices on top.\n\n");
         md.append("| compressor | file KiB (before -> after) | file ratio | mean rel. error | density | val"
                 + " perplexity | decode tok/s (median) | speedup |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
         double baseSpeed = median(rows.get(0).tokensPerSecond());
