@@ -14,9 +14,9 @@ final class LinearMerge implements MergeMethod {
     }
 
     /**
-     * A weighted sum of the same element of each model: the core may merge large tensors in row blocks. (Overrides
-     * {@code MergeMethod.elementwise()} of SPI 1.1; no {@code @Override} so the plugin still compiles against 1.0.)
+     * A weighted sum of the same element of each model: the core may merge large tensors in row blocks.
      */
+    @Override
     public boolean elementwise() {
         return true;
     }

@@ -87,9 +87,8 @@ final class TaskVectorMerge implements MergeMethod {
      * Without sparsification (task-arithmetic, with or without sign consensus) every step works on one element of the
      * task vectors, so the core may merge in row blocks. Magnitude pruning (ties, breadcrumbs) ranks the whole tensor,
      * and DARE's mask draw and L1 rescale are not reproducible or not local per block, so those are whole-tensor.
-     * (Overrides {@code MergeMethod.elementwise()} of SPI 1.1; no {@code @Override} so the plugin still compiles
-     * against 1.0.)
      */
+    @Override
     public boolean elementwise() {
         return sparsifier == Sparsifier.NONE;
     }

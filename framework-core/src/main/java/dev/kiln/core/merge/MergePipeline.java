@@ -91,25 +91,6 @@ public final class MergePipeline {
         this.blockElements = elements;
     }
 
-    /**
-     * Whether {@code method} declares itself elementwise ({@code MergeMethod.elementwise()}, SPI 1.1). Looked up
-     * reflectively so that this core also runs against an SPI 1.0 jar, where no method is elementwise.
-     */
-    static boolean elementwise(MergeMethod method) {
-        try {
-            return (Boolean) MergeMethod.class.getMethod("elementwise").invoke(method);
-        } catch (NoSuchMethodException e) {
-            return false;
-        } catch (ReflectiveOperationException e) {
-            Throwable cause = e.getCause();
-            if (cause instanceof RuntimeException r) {
-                throw r;
-            }
-            throw new KilnException("merge: cannot ask merge method '" + method.getClass().getName()
-                    + "' whether it is elementwise: " + e, e);
-        }
-    }
-
     /** The Kiln version recorded in outputs: the jar's, or the SPI's when run from classes. */
     public static String kilnVersion() {
         String version = MergePipeline.class.getPackage().getImplementationVersion();
@@ -388,7 +369,7 @@ public final class MergePipeline {
             return stats;
         }
         long rows = info.shape().length == 0 ? 1 : info.shape()[0];
-        if (info.elementCount() > blockElements && rows > 1 && elementwise(method)) {
+        if (info.elementCount() > blockElements && rows > 1 && method.elementwise()) {
             mergeBlocks(name, info, base, models, output, stats);
         } else {
             try (NDManager manager = NDManager.newBaseManager()) {

@@ -39,6 +39,7 @@ class BlockMergeTest {
     static final class Linear implements MergeMethod {
         long maxRows;
 
+        @Override
         public boolean elementwise() {
             return true;
         }
@@ -60,6 +61,7 @@ class BlockMergeTest {
 
     /** Task arithmetic: base + 0.7 * sum_i w_i (theta_i - base), elementwise. */
     static final class TaskArithmetic implements MergeMethod {
+        @Override
         public boolean elementwise() {
             return true;
         }
@@ -239,8 +241,8 @@ class BlockMergeTest {
 
     @Test
     void methodsThatDoNotDeclareThemselvesElementwiseAreMergedWhole() {
-        assertFalse(MergePipeline.elementwise(new MergeTestTechniques.Linear(true)));
-        assertTrue(MergePipeline.elementwise(new Linear()));
+        assertFalse(new MergeTestTechniques.Linear(true).elementwise());
+        assertTrue(new Linear().elementwise());
         assertTrue(MergePipeline.blockRandom(7, "a", 0).nextLong() != MergePipeline.blockRandom(7, "a", 1)
                 .nextLong());
         assertEquals(MergePipeline.blockRandom(7, "a", 3).nextLong(), MergePipeline.blockRandom(7, "a", 3)
