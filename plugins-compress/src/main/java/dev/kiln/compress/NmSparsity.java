@@ -39,6 +39,19 @@ public final class NmSparsity implements Compressor {
         this.m = m;
     }
 
+    /**
+     * Matrices and conv kernels whose input length per output row (in, or in x kh x kw) divides into groups of M;
+     * others (a first conv layer with 1 x 5 x 5 = 25 inputs per filter) stay dense, as N:M kernels cannot run them.
+     * Calling {@link #compress} on such a tensor directly still fails with a message naming it.
+     */
+    @Override
+    public boolean appliesTo(String name, Shape shape) {
+        if (shape.dimension() < 2) {
+            return false;
+        }
+        return (shape.size() / shape.get(0)) % m == 0;
+    }
+
     @Override
     public CompressedTensor compress(String name, NDArray weight) {
         NDManager owner = weight.getManager();
