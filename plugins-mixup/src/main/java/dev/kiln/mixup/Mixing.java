@@ -75,12 +75,9 @@ final class Mixing {
                 throw new KilnException(where + "labels have " + ys.get(0) + " entries but inputs have " + n
                         + " samples");
             }
-            long min = y.min().toType(DataType.INT64, false).getLong();
-            long max = y.max().toType(DataType.INT64, false).getLong();
-            if (min < 0 || max >= k) {
-                throw new KilnException(where + "labels must lie in [0, " + k + "), found "
-                        + (min < 0 ? min : max));
-            }
+            // The range of integer labels is not checked here: that would cost two reductions and two device
+            // syncs per batch. One-hot encoding rejects an out-of-range label anyway, and MixingAugmentation turns
+            // that failure into labelRangeError's message.
         } else if (ys.dimension() == 2) {
             if (ys.get(0) != n || ys.get(1) != k) {
                 throw new KilnException(where + "soft labels must have shape (" + n + ", " + k + "), got " + ys);
@@ -102,6 +99,25 @@ final class Mixing {
         } else {
             throw new KilnException(where + "labels must be (N) class indices or (N, K) soft targets, got shape " + ys);
         }
+    }
+
+    /**
+     * The error for integer labels outside [0, K), naming the offending value; null when they are all in range (so the
+     * caller's failure had another cause).
+     */
+    static KilnException labelRangeError(String technique, Batch batch) {
+        NDArray y = batch.labels();
+        if (y.getShape().dimension() != 1 || y.getDataType().isFloating()) {
+            return null;
+        }
+        long min = y.min().toType(DataType.INT64, false).getLong();
+        long max = y.max().toType(DataType.INT64, false).getLong();
+        int k = batch.numClasses();
+        if (min >= 0 && max < k) {
+            return null;
+        }
+        return new KilnException("augmentation '" + technique + "': labels must lie in [0, " + k + "), found "
+                + (min < 0 ? min : max));
     }
 
     /** Soft targets (N, K) in float32 with label smoothing: on = 1 - eps + eps/K, off = eps/K. */

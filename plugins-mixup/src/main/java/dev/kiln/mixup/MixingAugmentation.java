@@ -1,7 +1,9 @@
 package dev.kiln.mixup;
 
+import ai.djl.engine.EngineException;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
+import dev.kiln.spi.KilnException;
 import dev.kiln.spi.augment.Augmentation;
 import dev.kiln.spi.augment.Batch;
 import dev.kiln.spi.augment.LossTerm;
@@ -50,11 +52,16 @@ abstract class MixingAugmentation implements Augmentation {
             inputs.tempAttach(scope);
             labels.tempAttach(scope);
             Mixed mixed;
-            if (stopEpoch >= 0 && context.epoch() >= stopEpoch) {
-                // Early-stopped mixup (Zou et al. 2023): plain ERM from here on, targets still smoothed.
-                mixed = new Mixed(inputs.duplicate(), Mixing.smoothedTargets(batch, smoothing));
-            } else {
-                mixed = mix(batch, context, scope);
+            try {
+                if (stopEpoch >= 0 && context.epoch() >= stopEpoch) {
+                    // Early-stopped mixup (Zou et al. 2023): plain ERM from here on, targets still smoothed.
+                    mixed = new Mixed(inputs.duplicate(), Mixing.smoothedTargets(batch, smoothing));
+                } else {
+                    mixed = mix(batch, context, scope);
+                }
+            } catch (EngineException e) {
+                KilnException labels = Mixing.labelRangeError(id, batch);
+                throw labels != null ? labels : e;
             }
             mixed.inputs().attach(inputsManager);
             mixed.targets().attach(labelsManager);
