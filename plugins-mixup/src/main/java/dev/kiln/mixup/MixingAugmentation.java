@@ -60,8 +60,8 @@ abstract class MixingAugmentation implements Augmentation {
                     mixed = mix(batch, context, scope);
                 }
             } catch (EngineException e) {
-                KilnException labels = Mixing.labelRangeError(id, batch);
-                throw labels != null ? labels : e;
+                KilnException outOfRange = Mixing.labelRangeError(id, batch);
+                throw outOfRange != null ? outOfRange : e;
             }
             mixed.inputs().attach(inputsManager);
             mixed.targets().attach(labelsManager);
