@@ -24,8 +24,15 @@ public final class Parameters {
      * technique and the parameter.
      */
     public static Parameters bind(Technique<?> technique, Map<String, String> raw) {
-        String where = technique.kind().noun() + " '" + technique.id() + "'";
-        List<ParameterSpec> specs = technique.parameters();
+        return bind(technique.kind().noun() + " '" + technique.id() + "'", technique.id(), technique.parameters(),
+                raw);
+    }
+
+    /**
+     * Binds raw values to {@code specs} for something that is not a technique (a zoo model, a goal option), with the
+     * same validation and messages; {@code where} names it in them, e.g. {@code "model 'cnn'"}.
+     */
+    public static Parameters bind(String where, String id, List<ParameterSpec> specs, Map<String, String> raw) {
         Map<String, ParameterSpec> byName = new LinkedHashMap<>();
         for (ParameterSpec spec : specs) {
             byName.put(spec.name(), spec);
@@ -64,7 +71,7 @@ public final class Parameters {
             }
             values.put(spec.name(), value);
         }
-        return new Parameters(technique.id(), values);
+        return new Parameters(id, values);
     }
 
     /** Binds the defaults only. */

@@ -14,10 +14,8 @@ import ai.djl.nn.norm.BatchNorm;
 import ai.djl.nn.pooling.Pool;
 import ai.djl.util.Pair;
 import dev.kiln.spi.KilnException;
-import dev.kiln.spi.Kind;
 import dev.kiln.spi.ParameterSpec;
 import dev.kiln.spi.Parameters;
-import dev.kiln.spi.Technique;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -108,38 +106,9 @@ public final class ModelZoo {
         return entry;
     }
 
-    /**
-     * Reuses the SPI's validation. {@link Parameters#bind} words its messages with the technique's kind, and
-     * models have none, so the wording is corrected afterwards (an SPI overload taking a noun would avoid this).
-     */
+    /** The SPI's parameter validation, worded for a model. */
     private static Parameters bind(Entry entry, Map<String, String> raw) {
-        Technique<Object> asTechnique = new Technique<>() {
-            @Override
-            public String id() {
-                return entry.id();
-            }
-
-            @Override
-            public Kind kind() {
-                return Kind.AUGMENT;
-            }
-
-            @Override
-            public List<ParameterSpec> parameters() {
-                return entry.parameters();
-            }
-
-            @Override
-            public Object create(Parameters parameters) {
-                throw new UnsupportedOperationException();
-            }
-        };
-        try {
-            return Parameters.bind(asTechnique, raw);
-        } catch (KilnException e) {
-            throw new KilnException(e.getMessage().replace(Kind.AUGMENT.noun() + " '" + entry.id() + "'",
-                    "model '" + entry.id() + "'"), e);
-        }
+        return Parameters.bind("model '" + entry.id() + "'", entry.id(), entry.parameters(), raw);
     }
 
     @FunctionalInterface

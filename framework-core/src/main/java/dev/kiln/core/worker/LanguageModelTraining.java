@@ -21,6 +21,7 @@ import dev.kiln.core.lm.train.LmTrainingConfig;
 import dev.kiln.core.lm.train.LmTrainingResult;
 import dev.kiln.spi.KilnException;
 import dev.kiln.spi.Kind;
+import dev.kiln.spi.ParameterSpec;
 import dev.kiln.spi.Parameters;
 import dev.kiln.spi.Registry;
 import dev.kiln.spi.Technique;
@@ -33,7 +34,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
-import java.util.Set;
 
 /**
  * The train goal for {@code <model>decoder-lm</model>}: a byte-level decoder trained on a UTF-8 text file for a number
@@ -43,8 +43,14 @@ import java.util.Set;
 final class LanguageModelTraining {
     /** The model id that selects this path. */
     static final String MODEL_ID = "decoder-lm";
-    private static final Set<String> MODEL_PARAMETERS = Set.of("layers", "dim", "heads", "ffn-multiplier",
-            "max-length", "tied-head");
+    /** The decoder's shape, bound and range-checked like any technique's parameters. */
+    static final List<ParameterSpec> MODEL_PARAMETERS = List.of(
+            ParameterSpec.integer("layers", 8L, "transformer blocks").atLeast(1),
+            ParameterSpec.integer("dim", 256L, "model width; divisible by heads").atLeast(1),
+            ParameterSpec.integer("heads", 4L, "attention heads").atLeast(1),
+            ParameterSpec.integer("ffn-multiplier", 4L, "FFN hidden size = dim x this").atLeast(1),
+            ParameterSpec.integer("max-length", 256L, "longest sequence (learned positions)").atLeast(2),
+            ParameterSpec.flag("tied-head", true, "output head shares the token embedding"));
     private static final int VALIDATION_WINDOWS = 64;
 
     private LanguageModelTraining() {
@@ -159,29 +165,10 @@ final class LanguageModelTraining {
         return summary;
     }
 
-    /** The decoder's shape from {@code <modelParams>}; unknown names and non-integers fail with the valid names. */
+    /** The decoder's shape from {@code <modelParams>}; unknown names and bad values fail with the valid ones. */
     static DecoderConfig decoderConfig(Map<String, String> raw) {
-        for (String name : raw.keySet()) {
-            if (!MODEL_PARAMETERS.contains(name)) {
-                throw new KilnException("unknown parameter '" + name + "' for model 'decoder-lm'; its parameters are: "
-                        + String.join(", ", List.copyOf(new java.util.TreeSet<>(MODEL_PARAMETERS))));
-            }
-        }
-        return new DecoderConfig(integer(raw, "layers", 8), integer(raw, "dim", 256), integer(raw, "heads", 4),
-                integer(raw, "ffn-multiplier", 4), integer(raw, "max-length", 256),
-                Boolean.parseBoolean(raw.getOrDefault("tied-head", "true")));
-    }
-
-    private static int integer(Map<String, String> raw, String name, int fallback) {
-        String value = raw.get(name);
-        if (value == null) {
-            return fallback;
-        }
-        try {
-            return Integer.parseInt(value.trim());
-        } catch (NumberFormatException e) {
-            throw new KilnException("parameter '" + name + "' of model 'decoder-lm': '" + value
-                    + "' is not an integer");
-        }
+        Parameters p = Parameters.bind("model '" + MODEL_ID + "'", MODEL_ID, MODEL_PARAMETERS, raw);
+        return new DecoderConfig(p.getInt("layers"), p.getInt("dim"), p.getInt("heads"), p.getInt("ffn-multiplier"),
+                p.getInt("max-length"), p.getBoolean("tied-head"));
     }
 }
