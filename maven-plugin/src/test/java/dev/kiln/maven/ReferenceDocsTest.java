@@ -117,8 +117,39 @@ class ReferenceDocsTest {
                         .append(" | ").append(defaultValue.isEmpty() ? "" : "`" + defaultValue + "`").append(" | ")
                         .append(cell(description)).append(" |\n");
             }
+            String example = example(goal);
+            if (example != null) {
+                md.append("\nExample (from the integration test that runs it, `").append(EXAMPLES.get(goal))
+                        .append("`):\n\n```xml\n").append(example).append("\n```\n");
+            }
         }
         compareOrWrite(DOCS.resolve("goals.md"), md.toString());
+    }
+
+    /** The integration test whose pom serves as each goal's example: it runs in CI, so the example works. */
+    private static final java.util.Map<String, String> EXAMPLES = java.util.Map.of(
+            "train", "it/src/it/train-cutmix/pom.xml",
+            "merge", "it/src/it/merge-ties/pom.xml",
+            "compress", "it/src/it/compress-int8/pom.xml",
+            "benchmark", "it/src/it/lm-train-benchmark/pom.xml");
+
+    /** The {@code <execution>} of {@code goal} in its example IT pom, with IT placeholders replaced. */
+    private static String example(String goal) throws IOException {
+        String path = EXAMPLES.get(goal);
+        if (path == null) {
+            return null;
+        }
+        String pom = Files.readString(DOCS.getParent().resolve(path), StandardCharsets.UTF_8);
+        java.util.regex.Matcher m = java.util.regex.Pattern.compile(
+                "( *)<execution>(?:(?!</execution>).)*<goal>" + goal + "</goal>.*?</execution>",
+                java.util.regex.Pattern.DOTALL).matcher(pom);
+        assertTrue(m.find(), path + " has no execution of goal " + goal);
+        String indent = m.group(1);
+        StringBuilder out = new StringBuilder();
+        for (String line : m.group().split("\n")) {
+            out.append(line.startsWith(indent) ? line.substring(indent.length()) : line.strip()).append('\n');
+        }
+        return out.toString().strip().replace("@kiln.data@", "${project.basedir}/data/fashion-mnist-mini");
     }
 
     private static String child(Element element, String name) {
