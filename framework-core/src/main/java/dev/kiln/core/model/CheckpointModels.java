@@ -5,6 +5,7 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
 import com.fasterxml.jackson.databind.JsonNode;
 import ai.djl.training.ParameterStore;
+import dev.kiln.core.compress.CompressPipeline;
 import dev.kiln.core.compress.CompressedCheckpoints;
 import dev.kiln.core.data.ImageDataset;
 import dev.kiln.core.data.Normalization;
@@ -16,6 +17,7 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -94,12 +96,27 @@ public final class CheckpointModels {
             List<String> classes = stringList(file, "kiln.data.classes", meta.get("kiln.data.classes"));
             Shape shape = parseShape(file, meta.get("kiln.input.shape"));
             Normalization stats = parseNormalization(file, meta.get("kiln.normalization"), shape);
-            KilnModel model = ModelZoo.build(id, params, shape, classes.size()).initialize(manager, 0);
+            Map<String, LowRankFactors> factored = format.equals(COMPRESSED)
+                    ? lowRankLinears(file, reader, meta.get(CompressPipeline.METADATA_KEY))
+                    : Map.of();
+            Map<String, Integer> ranks = new LinkedHashMap<>();
+            factored.forEach((layer, f) -> ranks.put(layer, f.rank()));
+            KilnModel model = ModelZoo.build(id, params, shape, classes.size(), ranks).initialize(manager, 0);
             try (NDManager scope = manager.newSubManager()) {
                 Map<String, NDArray> arrays = new LinkedHashMap<>();
                 if (format.equals(COMPRESSED)) {
-                    // Stored forms (int8 + scales, low-rank factors, ...) rebuilt into dense weights.
-                    arrays.putAll(CompressedCheckpoints.load(file, scope));
+                    // Stored forms (int8 + scales, low-rank factors, ...) rebuilt into dense weights; the factored
+                    // layers then take the stored factors in place of the rebuilt weight (this also checks that the
+                    // factors fit their recorded shape).
+                    for (Map.Entry<String, NDArray> e : CompressedCheckpoints.load(file, scope).entrySet()) {
+                        LowRankFactors f = factored.get(layerOf(e.getKey()));
+                        if (f != null && e.getKey().equals(f.weight())) {
+                            arrays.put(f.weight() + ".v", reader.read(f.vStored(), scope));
+                            arrays.put(f.weight() + ".u", reader.read(f.uStored(), scope));
+                        } else {
+                            arrays.put(e.getKey(), e.getValue());
+                        }
+                    }
                 } else {
                     for (String name : reader.names()) {
                         if (!name.startsWith(OPTIMIZER_PREFIX)) {
@@ -115,6 +132,67 @@ public final class CheckpointModels {
             }
             return new Loaded(file, model, classes, stats, Map.copyOf(meta));
         }
+    }
+
+    /**
+     * A Linear layer's weight stored as low-rank factors.
+     *
+     * @param weight the original tensor name, {@code <layer>.weight}
+     * @param uStored stored name of U*S [out, r]
+     * @param vStored stored name of V^T [r, in]
+     * @param rank r
+     */
+    private record LowRankFactors(String weight, String uStored, String vStored, int rank) {
+    }
+
+    private static String layerOf(String tensor) {
+        int dot = tensor.lastIndexOf('.');
+        return dot < 0 ? tensor : tensor.substring(0, dot);
+    }
+
+    /**
+     * The layers to run factored, by layer name: every 2-D {@code <layer>.weight} in plain {@code low-rank} format
+     * (zoo models have 2-D weights only in Linear layers) whose rank makes two thin matmuls cheaper than one dense
+     * one. {@code low-rank-sparse} is left dense, since its residual would need a third, sparse product.
+     */
+    private static Map<String, LowRankFactors> lowRankLinears(Path file, SafetensorsReader reader, String record) {
+        Map<String, LowRankFactors> out = new LinkedHashMap<>();
+        if (record == null) {
+            return out;
+        }
+        JsonNode tensors = parse(file, CompressPipeline.METADATA_KEY, record).path("tensors");
+        for (Iterator<Map.Entry<String, JsonNode>> it = tensors.fields(); it.hasNext(); ) {
+            Map.Entry<String, JsonNode> e = it.next();
+            String name = e.getKey();
+            JsonNode entry = e.getValue();
+            JsonNode shape = entry.path("shape");
+            if (!name.endsWith(".weight") || !"low-rank".equals(entry.path("metadata").path("format").asText())
+                    || !shape.isArray() || shape.size() != 2) {
+                continue;
+            }
+            String u = entry.path("stored").path(".u").asText("");
+            String v = entry.path("stored").path(".v").asText("");
+            if (!reader.contains(u) || !reader.contains(v)) {
+                // Left to CompressedCheckpoints.load, which names the missing part.
+                continue;
+            }
+            long outFeatures = shape.get(0).asLong();
+            long inFeatures = shape.get(1).asLong();
+            long[] uShape = reader.info(u).shape();
+            long[] vShape = reader.info(v).shape();
+            if (uShape.length != 2 || vShape.length != 2 || uShape[0] != outFeatures || vShape[1] != inFeatures
+                    || uShape[1] != vShape[0] || uShape[1] < 1) {
+                throw new KilnException("checkpoint " + file + ": low-rank tensor '" + name + "' of shape ["
+                        + outFeatures + ", " + inFeatures + "] has factors " + u + " " + Arrays.toString(uShape)
+                        + " and " + v + " " + Arrays.toString(vShape) + "; expected [" + outFeatures + ", r] and [r, "
+                        + inFeatures + "]");
+            }
+            long rank = uShape[1];
+            if (rank * (outFeatures + inFeatures) < outFeatures * inFeatures) {
+                out.put(layerOf(name), new LowRankFactors(name, u, v, (int) rank));
+            }
+        }
+        return out;
     }
 
     private static JsonNode parse(Path file, String key, String text) {

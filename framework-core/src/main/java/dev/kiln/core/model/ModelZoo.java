@@ -20,6 +20,8 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
+import java.util.TreeSet;
 
 /**
  * The built-in models, selected by id with typed, validated parameters:
@@ -85,6 +87,19 @@ public final class ModelZoo {
      * @param numClasses number of outputs
      */
     public static KilnModel build(String id, Map<String, String> rawParameters, Shape sampleShape, int numClasses) {
+        return build(id, rawParameters, sampleShape, numClasses, Map.of());
+    }
+
+    /**
+     * Builds (but does not initialise) a model whose named Linear layers are {@linkplain FactoredLinear factored}:
+     * each entry of {@code factoredRanks} maps a Linear layer's stable name ({@code fc1}, {@code head}, {@code fc})
+     * to the rank of its {@code weight.u} [out, r] x {@code weight.v} [r, in] product, which replaces its
+     * {@code weight}.
+     *
+     * @throws KilnException when a name is not a Linear layer of this model or a rank is below 1
+     */
+    public static KilnModel build(String id, Map<String, String> rawParameters, Shape sampleShape, int numClasses,
+            Map<String, Integer> factoredRanks) {
         Entry entry = entry(id);
         if (sampleShape.dimension() != 3) {
             throw new KilnException("model '" + id + "' needs samples of shape (C, H, W), got " + sampleShape);
@@ -93,9 +108,21 @@ public final class ModelZoo {
             throw new KilnException("model '" + id + "' needs at least 2 classes, got " + numClasses);
         }
         Parameters parameters = bind(entry, rawParameters);
-        List<Pair<String, Block>> named = new ArrayList<>();
-        Block block = entry.factory().build(parameters, sampleShape, numClasses, named);
-        return new KilnModel(id, parameters, block, named, sampleShape, numClasses);
+        for (Map.Entry<String, Integer> e : factoredRanks.entrySet()) {
+            if (e.getValue() == null || e.getValue() < 1) {
+                throw new KilnException("model '" + id + "': Linear layer '" + e.getKey() + "' cannot be factored"
+                        + " with rank " + e.getValue() + "; the rank must be at least 1");
+            }
+        }
+        Layers layers = new Layers(factoredRanks);
+        Block block = entry.factory().build(parameters, sampleShape, numClasses, layers);
+        Set<String> unknown = new TreeSet<>(factoredRanks.keySet());
+        unknown.removeAll(layers.linearNames);
+        if (!unknown.isEmpty()) {
+            throw new KilnException("model '" + id + "' has no Linear layer " + String.join(", ", unknown)
+                    + " to factor; its Linear layers are " + String.join(", ", layers.linearNames));
+        }
+        return new KilnModel(id, parameters, block, layers.named, sampleShape, numClasses);
     }
 
     private static Entry entry(String id) {
@@ -113,19 +140,38 @@ public final class ModelZoo {
 
     @FunctionalInterface
     private interface Factory {
-        Block build(Parameters p, Shape sample, int classes, List<Pair<String, Block>> named);
+        Block build(Parameters p, Shape sample, int classes, Layers named);
+    }
+
+    /** The stable names a factory registers, and which of its Linear layers are to be factored. */
+    private static final class Layers {
+        private final List<Pair<String, Block>> named = new ArrayList<>();
+        private final Map<String, Integer> factoredRanks;
+        private final List<String> linearNames = new ArrayList<>();
+
+        Layers(Map<String, Integer> factoredRanks) {
+            this.factoredRanks = factoredRanks;
+        }
+
+        /** A dense Linear with bias, or its factored form when the caller asked for one under this name. */
+        Block linear(String name, int units) {
+            linearNames.add(name);
+            Integer rank = factoredRanks.get(name);
+            Block block = rank == null ? Linear.builder().setUnits(units).build() : new FactoredLinear(rank, units);
+            return named(this, name, block);
+        }
     }
 
     private record Entry(String id, String summary, List<ParameterSpec> parameters, Factory factory) {
     }
 
     /** Registers a parameterised block under a stable name and returns it. */
-    private static <B extends Block> B named(List<Pair<String, Block>> named, String name, B block) {
-        named.add(new Pair<>(name, block));
+    private static <B extends Block> B named(Layers layers, String name, B block) {
+        layers.named.add(new Pair<>(name, block));
         return block;
     }
 
-    private static Block mlp(Parameters p, Shape sample, int classes, List<Pair<String, Block>> named) {
+    private static Block mlp(Parameters p, Shape sample, int classes, Layers named) {
         String text = p.getString("hidden").trim();
         List<Integer> sizes = new ArrayList<>();
         if (!text.isEmpty()) {
@@ -145,14 +191,14 @@ public final class ModelZoo {
         }
         SequentialBlock net = new SequentialBlock().add(Blocks.batchFlattenBlock());
         for (int i = 0; i < sizes.size(); i++) {
-            net.add(named(named, "fc" + (i + 1), Linear.builder().setUnits(sizes.get(i)).build()));
+            net.add(named.linear("fc" + (i + 1), sizes.get(i)));
             net.add(Activation.reluBlock());
         }
-        net.add(named(named, "head", Linear.builder().setUnits(classes).build()));
+        net.add(named.linear("head", classes));
         return net;
     }
 
-    private static Block cnn(Parameters p, Shape sample, int classes, List<Pair<String, Block>> named) {
+    private static Block cnn(Parameters p, Shape sample, int classes, Layers named) {
         int width = p.getInt("width");
         int kernel = p.getInt("kernel");
         if (kernel % 2 == 0) {
@@ -177,14 +223,14 @@ public final class ModelZoo {
         net.add(Blocks.batchFlattenBlock());
         int hidden = p.getInt("hidden");
         if (hidden > 0) {
-            net.add(named(named, "fc1", Linear.builder().setUnits(hidden).build()));
+            net.add(named.linear("fc1", hidden));
             net.add(Activation.reluBlock());
         }
-        net.add(named(named, "fc", Linear.builder().setUnits(classes).build()));
+        net.add(named.linear("fc", classes));
         return net;
     }
 
-    private static Block resnet(Parameters p, Shape sample, int classes, List<Pair<String, Block>> named) {
+    private static Block resnet(Parameters p, Shape sample, int classes, Layers named) {
         int width = p.getInt("width");
         int blocks = p.getInt("blocks");
         if (sample.get(1) < 8 || sample.get(2) < 8) {
@@ -206,7 +252,7 @@ public final class ModelZoo {
         net.add(Activation.reluBlock());
         net.add(Pool.globalAvgPool2dBlock());
         net.add(Blocks.batchFlattenBlock());
-        net.add(named(named, "fc", Linear.builder().setUnits(classes).build()));
+        net.add(named.linear("fc", classes));
         return net;
     }
 
@@ -216,7 +262,7 @@ public final class ModelZoo {
     }
 
     /** BN-ReLU-conv-BN-ReLU-conv plus a shortcut: identity, or a strided 1x1 conv when the shape changes. */
-    private static Block residual(List<Pair<String, Block>> named, String name, int in, int out, int stride) {
+    private static Block residual(Layers named, String name, int in, int out, int stride) {
         SequentialBlock main = new SequentialBlock()
                 .add(named(named, name + ".bn1", BatchNorm.builder().build()))
                 .add(Activation.reluBlock())
