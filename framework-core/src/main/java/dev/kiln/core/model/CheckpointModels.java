@@ -98,7 +98,7 @@ public final class CheckpointModels {
             Normalization stats = parseNormalization(file, meta.get("kiln.normalization"), shape);
             Map<String, LowRankFactors> factored = format.equals(COMPRESSED)
                     ? lowRankLinears(file, reader, meta.get(CompressPipeline.METADATA_KEY))
-                    : Map.of();
+                    : savedFactors(file, reader);
             Map<String, Integer> ranks = new LinkedHashMap<>();
             factored.forEach((layer, f) -> ranks.put(layer, f.rank()));
             KilnModel model = ModelZoo.build(id, params, shape, classes.size(), ranks).initialize(manager, 0);
@@ -191,6 +191,34 @@ public final class CheckpointModels {
             if (rank * (outFeatures + inFeatures) < outFeatures * inFeatures) {
                 out.put(layerOf(name), new LowRankFactors(name, u, v, (int) rank));
             }
+        }
+        return out;
+    }
+
+    /**
+     * In a plain checkpoint saved from an already factored model ({@link KilnModel#exportParameters} names the
+     * factors {@code <layer>.weight.u} and {@code <layer>.weight.v}), the layers stored that way, so the model is
+     * rebuilt with the same structure.
+     */
+    private static Map<String, LowRankFactors> savedFactors(Path file, SafetensorsReader reader) {
+        Map<String, LowRankFactors> out = new LinkedHashMap<>();
+        for (String name : reader.names()) {
+            if (!name.endsWith(".weight.u") || name.startsWith(OPTIMIZER_PREFIX)) {
+                continue;
+            }
+            String weight = name.substring(0, name.length() - 2);
+            String v = weight + ".v";
+            if (!reader.contains(v) || reader.contains(weight)) {
+                continue;
+            }
+            long[] uShape = reader.info(name).shape();
+            long[] vShape = reader.info(v).shape();
+            if (uShape.length != 2 || vShape.length != 2 || uShape[1] != vShape[0] || uShape[1] < 1) {
+                throw new KilnException("checkpoint " + file + ": factors " + name + " " + Arrays.toString(uShape)
+                        + " and " + v + " " + Arrays.toString(vShape) + " do not multiply; expected [out, r] and [r,"
+                        + " in]");
+            }
+            out.put(layerOf(weight), new LowRankFactors(weight, name, v, (int) uShape[1]));
         }
         return out;
     }

@@ -226,6 +226,16 @@ class FactoredLinearTest {
             NDArray input = m.create(x, new Shape(7, 1, 6, 6));
             float[] logits = model.forward(new ParameterStore(m, false), input, false).toFloatArray();
 
+            // Saved again as a plain checkpoint (as after fine-tuning), it reloads with the same factored layers.
+            Path resaved = dir.resolve("resaved.safetensors");
+            Map<String, String> meta = new LinkedHashMap<>(loaded.metadata());
+            meta.put("kiln.format", "model-v1");
+            meta.remove(CompressPipeline.METADATA_KEY);
+            SafetensorsWriter.save(resaved, meta, model.exportParameters(m));
+            KilnModel again = CheckpointModels.load(resaved, m).model();
+            assertEquals(model.parameterCount(), again.parameterCount());
+            assertArrayEquals(logits, again.forward(new ParameterStore(m, false), input, false).toFloatArray());
+
             // The dense reconstruction, loaded into an ordinary mlp.
             KilnModel reference = ModelZoo.build("mlp", Map.of("hidden", "24,12"), new Shape(1, 6, 6), 3)
                     .initialize(m, 0);
