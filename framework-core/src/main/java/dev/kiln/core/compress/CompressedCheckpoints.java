@@ -28,9 +28,12 @@ import java.util.Set;
  *       cheaper here; the zeros pay off only with a sparse kernel (2:4 on GPUs) or a sparse-aware file codec.</li>
  *   <li>{@code structured} ({@code .rows} + {@code .row_index}): the file is smaller; the layer is re-expanded with
  *       zero rows, so the zoo model keeps its shapes and inference costs the same.</li>
- *   <li>{@code low-rank} ({@code .u}, {@code .v}) and {@code low-rank-sparse} (plus a coordinate-form residual): the
- *       file is smaller; the weight is rebuilt as {@code U V (+ S)}, so inference uses the dense reconstruction,
- *       not two thin matmuls.</li>
+ *   <li>{@code low-rank} ({@code .u}, {@code .v}): here the weight is rebuilt as {@code U V}; but
+ *       {@link dev.kiln.core.model.CheckpointModels} loads a Linear layer stored this way as a
+ *       {@link dev.kiln.core.model.FactoredLinear} (two thin matmuls) whenever {@code r (out + in) < out in}, so
+ *       zoo inference is cheaper too.</li>
+ *   <li>{@code low-rank-sparse} (plus a coordinate-form residual): the file is smaller; the weight is rebuilt as
+ *       {@code U V + S}, and inference uses that dense reconstruction.</li>
  * </ul>
  * In every case the loaded parameters equal the compressor's reconstruction, so accuracy measured on them is the
  * accuracy of the compressed model.
