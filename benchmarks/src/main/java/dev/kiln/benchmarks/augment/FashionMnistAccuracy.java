@@ -1,5 +1,6 @@
 package dev.kiln.benchmarks.augment;
 
+import dev.kiln.benchmarks.Machine;
 import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDManager;
 import dev.kiln.core.data.DataSource;
@@ -150,7 +151,7 @@ public final class FashionMnistAccuracy {
         md.append("Command: `").append(command).append("`\n\n");
         md.append(String.format(Locale.ROOT, "Machine: %s, %d vCPU visible to the JVM, no GPU, Java %s, %s %s;"
                 + " shared with other builds while it ran, so the seconds are indicative only. Written %s.%n",
-                cpuModel(), Runtime.getRuntime().availableProcessors(), System.getProperty("java.version"),
+                Machine.cpuModel(), Runtime.getRuntime().availableProcessors(), System.getProperty("java.version"),
                 System.getProperty("os.name"), System.getProperty("os.arch"), Instant.now()));
         try {
             Files.createDirectories(out.toAbsolutePath().getParent());
@@ -164,16 +165,4 @@ public final class FashionMnistAccuracy {
         return new java.math.BigDecimal(Double.toString(value)).stripTrailingZeros().toPlainString();
     }
 
-    private static String cpuModel() {
-        try {
-            for (String line : Files.readAllLines(Path.of("/proc/cpuinfo"))) {
-                if (line.startsWith("model name")) {
-                    return line.substring(line.indexOf(':') + 1).trim();
-                }
-            }
-        } catch (IOException | RuntimeException e) {
-            // Not Linux: fall through to the generic description.
-        }
-        return System.getProperty("os.arch") + " CPU";
-    }
 }

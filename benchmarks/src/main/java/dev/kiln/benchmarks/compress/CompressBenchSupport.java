@@ -1,5 +1,6 @@
 package dev.kiln.benchmarks.compress;
 
+import dev.kiln.benchmarks.Machine;
 import ai.djl.ndarray.NDManager;
 import dev.kiln.core.compress.CompressPipeline;
 import dev.kiln.spi.KilnException;
@@ -114,43 +115,15 @@ final class CompressBenchSupport {
         return String.format(Locale.ROOT, "%.1f", bytes / 1024.0);
     }
 
-    static String cpuModel() {
-        try {
-            for (String line : Files.readAllLines(Path.of("/proc/cpuinfo"))) {
-                if (line.startsWith("model name")) {
-                    return line.substring(line.indexOf(':') + 1).trim();
-                }
-            }
-        } catch (IOException | RuntimeException e) {
-            // Not Linux: fall through to the generic description.
-        }
-        return System.getProperty("os.arch") + " CPU";
-    }
 
-    static String loadAverage() {
-        try {
-            String[] parts = Files.readString(Path.of("/proc/loadavg")).trim().split("\\s+");
-            return parts[0] + " / " + parts[1] + " / " + parts[2];
-        } catch (IOException | RuntimeException e) {
-            return "unknown";
-        }
-    }
 
     /** The machine in one line, with the note that it was shared (speed numbers are noisy because of it). */
     static String machine() {
         return String.format(Locale.ROOT, "%s, %d vCPU, no GPU; Java %s, DJL 0.36.0 with CPU libtorch 2.7.1, 1"
                 + " intra-op thread. The 2 cores were shared with other engineers' builds and long benchmarks"
                 + " (load average %s when this page was written), so absolute speeds are noisy; speedups compare"
-                + " variants measured in the same process, interleaved round by round", cpuModel(),
-                Runtime.getRuntime().availableProcessors(), System.getProperty("java.version"), loadAverage());
+                + " variants measured in the same process, interleaved round by round", Machine.cpuModel(),
+                Runtime.getRuntime().availableProcessors(), System.getProperty("java.version"), Machine.loadAverage());
     }
 
-    static void writePage(Path out, String markdown) {
-        try {
-            Files.createDirectories(out.toAbsolutePath().getParent());
-            Files.writeString(out, markdown, StandardCharsets.UTF_8);
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot write " + out, e);
-        }
-    }
 }

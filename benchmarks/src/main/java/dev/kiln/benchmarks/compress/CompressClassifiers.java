@@ -1,5 +1,6 @@
 package dev.kiln.benchmarks.compress;
 
+import dev.kiln.benchmarks.Machine;
 import ai.djl.ndarray.NDManager;
 import ai.djl.pytorch.jni.JniUtils;
 import dev.kiln.core.bench.BenchmarkHarness;
@@ -185,6 +186,6 @@ public final class CompressClassifiers {
         md.append("Command: `").append(command).append("`\n\n");
         md.append("Machine: ").append(CompressBenchSupport.machine()).append(". Written ").append(Instant.now())
                 .append(".\n");
-        CompressBenchSupport.writePage(out, md.toString());
+        Machine.writePage(out, md.toString());
     }
 }

@@ -1,5 +1,6 @@
 package dev.kiln.benchmarks.compress;
 
+import dev.kiln.benchmarks.Machine;
 import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
@@ -238,6 +239,6 @@ public final class CompressLm {
         md.append("Command: `").append(command).append("`\n\n");
         md.append("Machine: ").append(CompressBenchSupport.machine()).append(". Written ").append(Instant.now())
                 .append(".\n");
-        CompressBenchSupport.writePage(out, md.toString());
+        Machine.writePage(out, md.toString());
     }
 }

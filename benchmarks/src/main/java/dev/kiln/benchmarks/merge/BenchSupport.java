@@ -1,5 +1,6 @@
 package dev.kiln.benchmarks.merge;
 
+import dev.kiln.benchmarks.Machine;
 import dev.kiln.core.merge.MergePipeline;
 import dev.kiln.core.merge.MergeSpec;
 import dev.kiln.spi.KilnException;
@@ -71,27 +72,7 @@ final class BenchSupport {
         return -1;
     }
 
-    static String cpuModel() {
-        try {
-            for (String line : Files.readAllLines(Path.of("/proc/cpuinfo"))) {
-                if (line.startsWith("model name")) {
-                    return line.substring(line.indexOf(':') + 1).trim();
-                }
-            }
-        } catch (IOException | RuntimeException e) {
-            // Not Linux: fall through to the generic description.
-        }
-        return System.getProperty("os.arch") + " CPU";
-    }
 
-    static String loadAverage() {
-        try {
-            String[] parts = Files.readString(Path.of("/proc/loadavg")).trim().split("\\s+");
-            return parts[0] + " / " + parts[1] + " / " + parts[2];
-        } catch (IOException | RuntimeException e) {
-            return "unknown";
-        }
-    }
 
     static String machine() {
         long memory = -1;
@@ -105,20 +86,12 @@ final class BenchSupport {
             // Unknown memory is reported as such.
         }
         return String.format(java.util.Locale.ROOT, "%s, %d vCPU, %s RAM, no GPU; Java %s, %s %s, DJL 0.36.0 with "
-                + "CPU libtorch 2.7.1", cpuModel(), Runtime.getRuntime().availableProcessors(),
+                + "CPU libtorch 2.7.1", Machine.cpuModel(), Runtime.getRuntime().availableProcessors(),
                 memory > 0 ? String.format(java.util.Locale.ROOT, "%.1f GiB", memory / (double) (1L << 30))
                         : "unknown", System.getProperty("java.version"), System.getProperty("os.name"),
                 System.getProperty("os.arch"));
     }
 
-    static void writePage(Path out, String markdown) {
-        try {
-            Files.createDirectories(out.toAbsolutePath().getParent());
-            Files.writeString(out, markdown, StandardCharsets.UTF_8);
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot write " + out, e);
-        }
-    }
 
     static String gib(long bytes) {
         return bytes < 0 ? "unknown" : String.format(java.util.Locale.ROOT, "%.2f GiB", bytes / (double) (1L << 30));

@@ -1,5 +1,6 @@
 package dev.kiln.benchmarks.merge;
 
+import dev.kiln.benchmarks.Machine;
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.kiln.core.worker.Json;
 import java.io.BufferedReader;
@@ -147,9 +148,9 @@ public final class MergeMemory {
         md.append("\n");
         md.append("Command: `").append(command).append("`\n\n");
         md.append("Machine: ").append(BenchSupport.machine()).append(". Shared with other engineers' builds (load "
-                + "average ").append(BenchSupport.loadAverage()).append(" when the page was written), so seconds are"
+                + "average ").append(Machine.loadAverage()).append(" when the page was written), so seconds are"
                 + " indicative only; memory is not affected by the sharing. Written ").append(Instant.now())
                 .append(".\n");
-        BenchSupport.writePage(out, md.toString());
+        Machine.writePage(out, md.toString());
     }
 }

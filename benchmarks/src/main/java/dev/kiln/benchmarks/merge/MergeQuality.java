@@ -1,5 +1,6 @@
 package dev.kiln.benchmarks.merge;
 
+import dev.kiln.benchmarks.Machine;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.training.ParameterStore;
@@ -185,10 +186,10 @@ public final class MergeQuality {
             }
             md.append("Command: `").append(command).append("`\n\n");
             md.append("Machine: ").append(BenchSupport.machine()).append("; 1 intra-op thread for training. Shared"
-                    + " with other engineers' builds (load average ").append(BenchSupport.loadAverage())
+                    + " with other engineers' builds (load average ").append(Machine.loadAverage())
                     .append(" when written); accuracies do not depend on the sharing. Written ")
                     .append(Instant.now()).append(".\n");
-            BenchSupport.writePage(out, md.toString());
+            Machine.writePage(out, md.toString());
         }
     }
 

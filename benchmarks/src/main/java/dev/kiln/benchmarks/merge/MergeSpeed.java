@@ -1,5 +1,6 @@
 package dev.kiln.benchmarks.merge;
 
+import dev.kiln.benchmarks.Machine;
 import dev.kiln.core.safetensors.SafetensorsReader;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -138,9 +139,9 @@ public final class MergeSpeed {
         md.append("\n");
         md.append("Command: `").append(command).append("`\n\n");
         md.append("Machine: ").append(BenchSupport.machine()).append(". Shared with other engineers' builds and"
-                + " tests (load average ").append(BenchSupport.loadAverage()).append(" when the page was written);"
+                + " tests (load average ").append(Machine.loadAverage()).append(" when the page was written);"
                 + " every row ran under the same sharing, which is why the ratios, not the absolute GB/s, are the"
                 + " numbers to read. Written ").append(Instant.now()).append(".\n");
-        BenchSupport.writePage(out, md.toString());
+        Machine.writePage(out, md.toString());
     }
 }
