@@ -8,8 +8,6 @@ import dev.kiln.spi.Kind;
 import dev.kiln.spi.Registry;
 import dev.kiln.spi.merge.MergeMethod;
 import java.io.IOException;
-import java.io.UncheckedIOException;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
