@@ -110,8 +110,7 @@ public final class CompressGoal implements Goal {
         }
         Path report = reportPath(output);
         ObjectNode keyed = config.deepCopy();
-        keyed.remove("force");
-        keyed.remove("batchSize");
+        keyed.remove("batchSize"); // evaluation only: it does not change the compressed file
         String fingerprint = data == null ? Fingerprint.of(keyed, Checksums.sha256(checkpoint))
                 : Fingerprint.of(keyed, Checksums.sha256(checkpoint), data.sha256());
         Map<String, Object> result = new LinkedHashMap<>();

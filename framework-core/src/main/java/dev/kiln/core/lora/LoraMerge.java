@@ -16,6 +16,7 @@ import dev.kiln.core.safetensors.ShardedCheckpoint;
 import dev.kiln.core.safetensors.TensorInfo;
 import dev.kiln.core.safetensors.TensorSpec;
 import dev.kiln.core.worker.Json;
+import dev.kiln.core.worker.KilnVersion;
 import dev.kiln.spi.KilnException;
 import dev.kiln.spi.merge.MergeInput;
 import dev.kiln.spi.merge.MergeMethod;
@@ -184,7 +185,7 @@ public final class LoraMerge {
             }
             Map<String, String> metadata = new LinkedHashMap<>(base.metadata());
             metadata.putIfAbsent("format", "pt");
-            metadata.put("kiln.version", MergePipeline.kilnVersion());
+            metadata.put("kiln.version", KilnVersion.get());
             metadata.put("kiln.lora.combination", combination);
             metadata.put("kiln.lora.adapters", describe(adapters, weights));
             try (SafetensorsWriter writer = SafetensorsWriter.create(output, metadata, specs)) {
@@ -302,7 +303,7 @@ public final class LoraMerge {
         }
         Map<String, String> metadata = new LinkedHashMap<>();
         metadata.put("format", "pt");
-        metadata.put("kiln.version", MergePipeline.kilnVersion());
+        metadata.put("kiln.version", KilnVersion.get());
         metadata.put("kiln.lora.combination", "cat");
         metadata.put("kiln.lora.adapters", describe(adapters, weights));
         try (SafetensorsWriter writer = SafetensorsWriter.create(outputDir.resolve(LoraAdapter.WEIGHTS_NAME),

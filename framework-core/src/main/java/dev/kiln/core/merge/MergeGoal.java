@@ -3,8 +3,6 @@ package dev.kiln.core.merge;
 import static dev.kiln.core.worker.GoalConfig.text;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.SerializationFeature;
-import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.kiln.core.engine.EngineStarter;
 import dev.kiln.core.fisher.FisherEstimator;
 import dev.kiln.core.fisher.FisherStatistics;
@@ -12,28 +10,22 @@ import dev.kiln.core.io.AtomicFiles;
 import dev.kiln.core.lora.LoraMergeGoal;
 import dev.kiln.core.safetensors.DType;
 import dev.kiln.core.worker.Event;
+import dev.kiln.core.worker.Fingerprint;
 import dev.kiln.core.worker.EventSink;
 import dev.kiln.core.worker.Goal;
-import dev.kiln.core.worker.Json;
 import dev.kiln.core.worker.WorkerRequest;
 import dev.kiln.spi.KilnException;
 import dev.kiln.spi.Kind;
 import dev.kiln.spi.Registry;
 import dev.kiln.spi.merge.MergeMethod;
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.security.MessageDigest;
-import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
-import java.util.HexFormat;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.TreeMap;
-import java.util.stream.Stream;
 import javax.inject.Inject;
 
 /**
@@ -197,45 +189,11 @@ public final class MergeGoal implements Goal {
     }
 
     /**
-     * sha256 of the configuration without {@code force}, the Kiln version, {@code extra} (or nothing) and the size and
-     * modification time of every input file (each file directly inside an input folder): what decides whether a
-     * previous output is still up to date.
+     * The up-to-date key: the configuration, the Kiln version, {@code extra} (or nothing) and the size and modification
+     * time of every input file (hashing multi-GB checkpoints on every build would cost more than it saves).
      */
     public static String fingerprint(JsonNode config, List<Path> inputs, String extra) throws IOException {
-        ObjectNode normalized = config.deepCopy();
-        normalized.remove("force");
-        StringBuilder text = new StringBuilder();
-        text.append(Json.MAPPER.copy().configure(SerializationFeature.ORDER_MAP_ENTRIES_BY_KEYS, true)
-                .writeValueAsString(Json.MAPPER.convertValue(normalized, TreeMap.class))).append('\n');
-        text.append("kiln ").append(MergePipeline.kilnVersion()).append('\n');
-        if (extra != null) {
-            text.append(extra).append('\n');
-        }
-        for (Path input : inputs) {
-            List<Path> files = new ArrayList<>();
-            if (Files.isDirectory(input)) {
-                try (Stream<Path> list = Files.list(input)) {
-                    list.filter(Files::isRegularFile).sorted().forEach(files::add);
-                }
-            } else {
-                files.add(input);
-            }
-            for (Path f : files) {
-                text.append(f.toAbsolutePath()).append(' ');
-                if (Files.exists(f)) {
-                    text.append(Files.size(f)).append(' ').append(Files.getLastModifiedTime(f).toMillis());
-                } else {
-                    text.append("missing");
-                }
-                text.append('\n');
-            }
-        }
-        try {
-            MessageDigest sha = MessageDigest.getInstance("SHA-256");
-            return HexFormat.of().formatHex(sha.digest(text.toString().getBytes(StandardCharsets.UTF_8)));
-        } catch (NoSuchAlgorithmException e) {
-            throw new IllegalStateException(e);
-        }
+        return Fingerprint.of(config, Fingerprint.fileStamps(inputs), extra == null ? "" : extra);
     }
 
     private static Path path(String text) {

@@ -15,8 +15,8 @@ import dev.kiln.core.safetensors.TensorSpec;
 import dev.kiln.core.worker.Event;
 import dev.kiln.core.worker.EventSink;
 import dev.kiln.core.worker.Json;
+import dev.kiln.core.worker.KilnVersion;
 import dev.kiln.spi.KilnException;
-import dev.kiln.spi.KilnSpi;
 import dev.kiln.spi.merge.MergeInput;
 import dev.kiln.spi.merge.MergeMethod;
 import dev.kiln.spi.merge.ModelTensor;
@@ -89,12 +89,6 @@ public final class MergePipeline {
             throw new IllegalArgumentException("block size " + elements + " < 1");
         }
         this.blockElements = elements;
-    }
-
-    /** The Kiln version recorded in outputs: the jar's, or the SPI's when run from classes. */
-    public static String kilnVersion() {
-        String version = MergePipeline.class.getPackage().getImplementationVersion();
-        return version != null ? version : KilnSpi.VERSION;
     }
 
     /** The report file written beside {@code output}. */
@@ -295,7 +289,7 @@ public final class MergePipeline {
         report.put("method", spec.methodId());
         report.put("params", new java.util.TreeMap<>(spec.params()));
         report.put("output", produced.toString());
-        report.put("kilnVersion", kilnVersion());
+        report.put("kilnVersion", KilnVersion.get());
         report.put("seed", spec.seed());
         // Sorted by name so that the report does not depend on the order threads finished in.
         Map<String, Object> tensors = new LinkedHashMap<>();
@@ -644,7 +638,7 @@ public final class MergePipeline {
     private Map<String, String> metadata(List<ShardedCheckpoint> models) {
         Map<String, String> metadata = new LinkedHashMap<>();
         metadata.put("format", "pt");
-        metadata.put("kiln.version", kilnVersion());
+        metadata.put("kiln.version", KilnVersion.get());
         metadata.put("kiln.merge.method", spec.methodId());
         try {
             metadata.put("kiln.merge.params", Json.MAPPER.writeValueAsString(new java.util.TreeMap<>(spec.params())));

@@ -7,7 +7,6 @@ import static dev.kiln.core.worker.GoalConfig.text;
 import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDManager;
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.kiln.core.data.DataSource;
 import dev.kiln.core.data.Datasets;
 import dev.kiln.core.data.TextCorpus;
@@ -97,17 +96,9 @@ final class LanguageModelTraining {
                     + " holds labelled images");
         }
         TextCorpus corpus = (TextCorpus) source;
-        ObjectNode keyed = config.deepCopy();
-        keyed.remove("force");
-        keyed.remove("resume");
-        String fingerprint = Fingerprint.of(keyed, corpus.sha256());
+        String fingerprint = Fingerprint.of(config, corpus.sha256());
         if (!config.path("force").asBoolean(false) && TrainGoal.upToDate(output, card, fingerprint)) {
-            events.emit(Event.info(TrainGoal.UP_TO_DATE));
-            Map<String, Object> result = new LinkedHashMap<>();
-            result.put("output", output.toString());
-            result.put("modelCard", card.toString());
-            result.put("upToDate", true);
-            return result;
+            return TrainGoal.upToDateResult(output, card, events);
         }
         events.emit(Event.info(String.format(Locale.ROOT, "Training decoder-lm (%d layers, dim %d) on %s (%d train /"
                 + " %d validation bytes) for %d steps%s", model.layers(), model.dim(), dataset, corpus.train().length,

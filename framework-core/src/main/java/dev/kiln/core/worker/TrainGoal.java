@@ -7,7 +7,6 @@ import static dev.kiln.core.worker.GoalConfig.strings;
 import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDManager;
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.kiln.core.data.DataSource;
 import dev.kiln.core.data.Datasets;
 import dev.kiln.core.data.LabeledData;
@@ -110,17 +109,9 @@ public final class TrainGoal implements Goal {
                     + " labelled images (an IDX folder, an image folder or a CSV file)");
         }
         LabeledData data = (LabeledData) source;
-        ObjectNode keyed = config.deepCopy();
-        keyed.remove("force");
-        keyed.remove("resume");
-        String fingerprint = Fingerprint.of(keyed, data.sha256());
+        String fingerprint = Fingerprint.of(config, data.sha256());
         if (!config.path("force").asBoolean(false) && upToDate(output, card, fingerprint)) {
-            events.emit(Event.info(UP_TO_DATE));
-            Map<String, Object> result = new LinkedHashMap<>();
-            result.put("output", output.toString());
-            result.put("modelCard", card.toString());
-            result.put("upToDate", true);
-            return result;
+            return upToDateResult(output, card, events);
         }
         events.emit(Event.info(String.format(Locale.ROOT, "Training %s on %s (%d train / %d test samples, %d classes)"
                 + " for %d epochs%s", model, dataset, data.train().size(), data.test() == null ? 0
@@ -155,6 +146,16 @@ public final class TrainGoal implements Goal {
         String name = checkpoint.getFileName().toString();
         String stem = name.endsWith(".safetensors") ? name.substring(0, name.length() - ".safetensors".length()) : name;
         return checkpoint.resolveSibling(stem + ".card.json");
+    }
+
+    /** What a skipped run reports: the fixed log line, and the existing checkpoint and card as its outputs. */
+    static Map<String, Object> upToDateResult(Path output, Path card, EventSink events) {
+        events.emit(Event.info(UP_TO_DATE));
+        Map<String, Object> result = new LinkedHashMap<>();
+        result.put("output", output.toString());
+        result.put("modelCard", card.toString());
+        result.put("upToDate", true);
+        return result;
     }
 
     static boolean upToDate(Path output, Path card, String fingerprint) {
