@@ -122,7 +122,10 @@ final class DecoupledMixup extends MixingAugmentation {
             NDArray zB = z.mul(oneHotB).sum(new int[] {1});
             NDArray lseWithoutB = e.mul(oneHotB.neg().add(1)).sum(new int[] {1}).log().add(shift.squeeze(1));
             NDArray lseWithoutA = e.mul(oneHotA.neg().add(1)).sum(new int[] {1}).log().add(shift.squeeze(1));
-            NDArray perSample = lseWithoutB.sub(zA).mul(etaA).add(lseWithoutA.sub(zB).mul(etaB));
+            // The weights are tensors of the logits' manager, not Number operands: DJL closes the scalar tensor of a
+            // Number overload as soon as the op returns, and autograd would read its freed memory in backward.
+            NDArray perSample = lseWithoutB.sub(zA).mul(m.create((float) etaA))
+                    .add(lseWithoutA.sub(zB).mul(m.create((float) etaB)));
             double[] distinct = new double[a.length];
             for (int i = 0; i < a.length; i++) {
                 distinct[i] = a[i] != b[i] ? 1 : 0;

@@ -42,6 +42,8 @@ public final class SoftTargetLoss {
         }
         NDArray t = threshold >= 0 ? targets.gt(threshold).toType(logits.getDataType(), false) : targets;
         NDArray softplus = logits.abs().neg().exp().add(1f).log();
-        return logits.maximum(0f).sub(logits.mul(t)).add(softplus).mean();
+        // relu instead of maximum(0f): DJL's Number overloads hand autograd a scalar tensor whose memory may be freed
+        // before backward runs (see GraphScalars)
+        return ai.djl.nn.Activation.relu(logits).sub(logits.mul(t)).add(softplus).mean();
     }
 }

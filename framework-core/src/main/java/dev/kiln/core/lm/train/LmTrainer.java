@@ -155,7 +155,8 @@ public final class LmTrainer {
         double norm = Math.sqrt(sumSq.getFloat());
         if (!Double.isFinite(norm)) {
             // a non-finite gradient is dropped, not applied: the step is skipped (as mixed-precision scalers do)
-            // and counted; the caller fails the run when it happens too often
+            // and counted; the caller fails the run when it happens too often. (The NaNs once seen here came from
+            // DJL scalar operands freed before backward; TrainingForward now keeps them alive, see GraphScalars.)
             for (Map.Entry<String, NDArray> e : grads.entrySet()) {
                 JniUtils.zeroGrad((PtNDArray) weights.get(e.getKey()));
             }

@@ -5,6 +5,7 @@ import ai.djl.ndarray.NDList;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
+import dev.kiln.core.engine.GraphScalars;
 import dev.kiln.core.lm.DecoderConfig;
 import dev.kiln.core.lm.DecoderLm;
 import dev.kiln.spi.skip.SkipSession;
@@ -66,7 +67,7 @@ final class TrainingForward {
             if (session == null || session.runFfn(l)) {
                 NDArray x = layerNorm(h, w, p + "ln2");
                 NDArray u = linear(sm, x, w, p + "ffn.up");
-                h = h.add(linear(sm, gelu(u), w, p + "ffn.down"));
+                h = h.add(linear(sm, gelu(sm, u), w, p + "ffn.down"));
             }
         }
         if (layersRun != null) {
@@ -103,7 +104,8 @@ final class TrainingForward {
         NDArray q = qkv.get(0).reshape(b, t, heads, dh).transpose(0, 2, 1, 3);
         NDArray k = qkv.get(1).reshape(b, t, heads, dh).transpose(0, 2, 1, 3);
         NDArray v = qkv.get(2).reshape(b, t, heads, dh).transpose(0, 2, 1, 3);
-        NDArray scores = q.matMul(k.transpose(0, 1, 3, 2)).div((float) Math.sqrt(dh)).add(future);
+        NDArray scores = q.matMul(k.transpose(0, 1, 3, 2)).div(GraphScalars.of(sm, (float) Math.sqrt(dh)))
+                .add(future);
         NDArray out = scores.softmax(-1).matMul(v).transpose(0, 2, 1, 3).reshape(b, t, d);
         return linear(sm, out, w, p + "out");
     }
@@ -118,9 +120,12 @@ final class TrainingForward {
         return centred.div(var.add(LN_EPS).sqrt()).mul(w.get(name + ".weight")).add(w.get(name + ".bias"));
     }
 
-    private static NDArray gelu(NDArray x) {
-        NDArray inner = x.add(x.pow(3).mul(0.044715f)).mul((float) Math.sqrt(2 / Math.PI));
-        return x.mul(inner.tanh().add(1f)).mul(0.5f);
+    /** tanh-GELU; its constants are step-scoped tensors because autograd keeps them (see GraphScalars). */
+    private static NDArray gelu(NDManager sm, NDArray x) {
+        NDArray cube = x.pow(GraphScalars.of(sm, 3f));
+        NDArray inner = x.add(cube.mul(GraphScalars.of(sm, 0.044715f)))
+                .mul(GraphScalars.of(sm, (float) Math.sqrt(2 / Math.PI)));
+        return x.mul(inner.tanh().add(1f)).mul(GraphScalars.of(sm, 0.5f));
     }
 
     static NDArray scoped(NDArray array, NDManager sm) {
