@@ -75,9 +75,28 @@ public final class SkipTechniques implements TechniqueProvider {
 
     static SimpleTechnique<SkipPolicy> layerDrop() {
         return SimpleTechnique.<SkipPolicy>of(Kind.SKIP, LayerDrop.ID,
-                "Training-time layer dropout with probability rate * l / (L - 1); every layer runs at inference",
-                List.of(ParameterSpec.decimal("rate", 0.1, "drop probability of the last layer").between(0, 1)),
-                p -> new LayerDrop(p.getDouble("rate")))
-                .withReference("Elhoushi et al. 2024, LayerSkip (arXiv 2404.16710), linear schedule");
+                "Training-time layer dropout with probability rate * l / (L - 1), optionally with LayerSkip's "
+                        + "early-exit loss; every layer runs at inference",
+                List.of(ParameterSpec.decimal("rate", 0.1, "drop probability of the last layer").between(0, 1),
+                        ParameterSpec.decimal("early-exit-scale", 0.0, "weight of the early exits relative to the "
+                                + "final output before normalisation (LayerSkip e_scale); 0 turns the early-exit "
+                                + "loss off").atLeast(0),
+                        ParameterSpec.choice("early-exit-scale-fn", "linear",
+                                List.of("uniform", "linear", "sum", "sqrt", "inv", "inv-sqrt"),
+                                "how an exit's weight grows with its layer l (0-based): 1, l+1, the sum 1..l+1, "
+                                        + "sqrt(l+1), 1/(l+1), 1/sqrt(l+1)"),
+                        ParameterSpec.choice("early-exit-curriculum", "gradual",
+                                List.of("gradual", "rotational", "none"),
+                                "which exits are on at a step: gradual (top layers first over early-exit-ramp "
+                                        + "steps), rotational (one layer per step in turn), none (all)"),
+                        ParameterSpec.integer("early-exit-ramp", 0L, "steps over which the gradual curriculum "
+                                + "turns exits on (torchtune: 0.5 x the run's steps); 0 turns all on at once")
+                                .atLeast(0)),
+                p -> new LayerDrop(p.getDouble("rate"), p.getDouble("early-exit-scale"),
+                        LayerDrop.ScaleFn.parse(p.getString("early-exit-scale-fn")),
+                        LayerDrop.Curriculum.parse(p.getString("early-exit-curriculum")),
+                        p.getInt("early-exit-ramp")))
+                .withReference("Elhoushi et al. 2024, LayerSkip (arXiv 2404.16710): linear dropout schedule; "
+                        + "early-exit loss as torchtune's early_exit_loss");
     }
 }

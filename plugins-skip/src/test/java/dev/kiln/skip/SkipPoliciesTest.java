@@ -244,6 +244,60 @@ class SkipPoliciesTest {
         assertThrows(KilnException.class, () -> policy("layerdrop", Map.of("rate", "1.5")));
     }
 
+    private static double[] exitWeights(SkipPolicy p, int layers, int step) {
+        SkipSession s = p.begin(new ModelLayout(layers, 0), Phase.TRAIN, step, new SplittableRandom(3));
+        double[] w = new double[layers];
+        for (int l = 0; l < layers; l++) {
+            w[l] = s.exitLossWeight(l);
+        }
+        return w;
+    }
+
+    @Test
+    void layerDropEarlyExitWeightsFollowTorchtunesScalesAndCurricula() {
+        // off by default, and in every phase but training
+        assertArrayEquals(new double[4], exitWeights(policy("layerdrop", Map.of()), 4, 100));
+        SkipPolicy all = policy("layerdrop", Map.of("early-exit-scale", "0.5", "early-exit-curriculum", "none"));
+        // linear: (1, 2, 3, 4), exits before the last times 0.5 -> (0.5, 1, 1.5, 4) / 7
+        assertArrayEquals(new double[] {1 / 14.0, 2 / 14.0, 3 / 14.0, 8 / 14.0}, exitWeights(all, 4, 0), 1e-12);
+        SkipSession prefill = all.begin(new ModelLayout(4, 0), Phase.PREFILL, 0, null);
+        assertEquals(0, prefill.exitLossWeight(0));
+        // the other scale functions at e_scale 1: base weights normalised
+        Map<String, double[]> base = Map.of(
+                "uniform", new double[] {1, 1, 1},
+                "sum", new double[] {1, 3, 6},
+                "sqrt", new double[] {1, Math.sqrt(2), Math.sqrt(3)},
+                "inv", new double[] {1, 1 / 2.0, 1 / 3.0},
+                "inv-sqrt", new double[] {1, 1 / Math.sqrt(2), 1 / Math.sqrt(3)});
+        for (Map.Entry<String, double[]> e : base.entrySet()) {
+            double[] b = e.getValue();
+            double sum = b[0] + b[1] + b[2];
+            SkipPolicy p = policy("layerdrop", Map.of("early-exit-scale", "1", "early-exit-curriculum", "none",
+                    "early-exit-scale-fn", e.getKey()));
+            assertArrayEquals(new double[] {b[0] / sum, b[1] / sum, b[2] / sum}, exitWeights(p, 3, 7), 1e-12,
+                    e.getKey());
+        }
+        // rotational: one exit per step cycling through layers 0..L-2, the last always on; uniform weights
+        SkipPolicy rot = policy("layerdrop", Map.of("early-exit-scale", "1", "early-exit-curriculum", "rotational",
+                "early-exit-scale-fn", "uniform"));
+        assertArrayEquals(new double[] {0, 0.5, 0, 0.5}, exitWeights(rot, 4, 4), 1e-12);
+        assertArrayEquals(new double[] {0.5, 0, 0, 0.5}, exitWeights(rot, 4, 6), 1e-12);
+        // gradual over 8 steps with 4 layers: layer i on from step 8 (4 - i) / 4 = 2 (4 - i): 3 always, 2 from 4,
+        // 1 from 6, 0 from 8
+        SkipPolicy grad = policy("layerdrop", Map.of("early-exit-scale", "1", "early-exit-ramp", "8",
+                "early-exit-scale-fn", "uniform"));
+        assertArrayEquals(new double[] {0, 0, 0, 1}, exitWeights(grad, 4, 1), 1e-12);
+        assertArrayEquals(new double[] {0, 0, 0, 1}, exitWeights(grad, 4, 3), 1e-12);
+        assertArrayEquals(new double[] {0, 0, 0.5, 0.5}, exitWeights(grad, 4, 4), 1e-12);
+        assertArrayEquals(new double[] {0, 1 / 3.0, 1 / 3.0, 1 / 3.0}, exitWeights(grad, 4, 7), 1e-12);
+        assertArrayEquals(new double[] {0.25, 0.25, 0.25, 0.25}, exitWeights(grad, 4, 8), 1e-12);
+        // early exits do not change the dropout draws
+        assertEquals(kept(policy("layerdrop", Map.of("rate", "0.5")), 12, Phase.TRAIN, 0),
+                kept(policy("layerdrop", Map.of("rate", "0.5", "early-exit-scale", "1")), 12, Phase.TRAIN, 0));
+        assertThrows(KilnException.class, () -> policy("layerdrop", Map.of("early-exit-scale-fn", "cubic")));
+        assertThrows(KilnException.class, () -> policy("layerdrop", Map.of("early-exit-scale", "-1")));
+    }
+
     @Test
     void badLayoutsAndLayersAreNamed() {
         SkipPolicy p = policy("unified", Map.of());

@@ -82,7 +82,7 @@ public final class LmTrainer {
                     NDArray targets = window.get(":, 1:");
                     SkipSession session = null;
                     if (policy != null) {
-                        session = policy.begin(layout, Phase.TRAIN, 0, policyRandom);
+                        session = policy.begin(layout, Phase.TRAIN, step, policyRandom);
                         if (session == null) {
                             throw new KilnException("skip policy " + policy.getClass().getName()
                                     + " returned no session");
@@ -91,8 +91,8 @@ public final class LmTrainer {
                     double loss;
                     java.util.Set<String> used = new java.util.HashSet<>();
                     try (GradientCollector gc = Engine.getInstance().newGradientCollector()) {
-                        NDArray logits = TrainingForward.logits(sm, model, inputs, session, layersRun, used);
-                        NDArray l = TrainingForward.loss(logits, targets);
+                        NDArray l = TrainingForward.trainingLoss(sm, model, inputs, targets, session, layersRun,
+                                used);
                         gc.backward(l);
                         loss = l.getFloat();
                     }

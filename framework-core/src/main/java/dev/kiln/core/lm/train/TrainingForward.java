@@ -8,6 +8,7 @@ import ai.djl.ndarray.types.Shape;
 import dev.kiln.core.engine.GraphScalars;
 import dev.kiln.core.lm.DecoderConfig;
 import dev.kiln.core.lm.DecoderLm;
+import dev.kiln.spi.KilnException;
 import dev.kiln.spi.skip.SkipSession;
 import java.util.Map;
 
@@ -32,6 +33,47 @@ final class TrainingForward {
      */
     static NDArray logits(NDManager sm, DecoderLm model, NDArray tokens, SkipSession session, long[] layersRun,
             java.util.Set<String> used) {
+        return forward(sm, model, tokens, session, layersRun, used, null, null);
+    }
+
+    /**
+     * The training loss: mean cross-entropy of the final logits, or, when the session asks for early exits
+     * ({@link SkipSession#exitLossWeight}), {@code sum_l w_l * CE(head(norm(h_l)))} over the layers with a weight,
+     * where the last layer's term is the final output (LayerSkip's early-exit loss). A dropped layer's exit reads the
+     * hidden state it passed through unchanged.
+     */
+    static NDArray trainingLoss(NDManager sm, DecoderLm model, NDArray tokens, NDArray targets, SkipSession session,
+            long[] layersRun, java.util.Set<String> used) {
+        int layers = model.config().layers();
+        double[] weights = new double[layers];
+        boolean early = false;
+        for (int l = 0; session != null && l < layers; l++) {
+            weights[l] = session.exitLossWeight(l);
+            if (!(weights[l] >= 0) || Double.isInfinite(weights[l])) {
+                throw new KilnException("lm training: the skip policy gave layer " + l + " an early-exit weight of "
+                        + weights[l] + "; weights must be finite and non-negative");
+            }
+            early |= l < layers - 1 && weights[l] > 0;
+        }
+        if (!early) {
+            return loss(logits(sm, model, tokens, session, layersRun, used), targets);
+        }
+        java.util.List<NDArray> exits = new java.util.ArrayList<>();
+        NDArray last = forward(sm, model, tokens, session, layersRun, used, weights, exits);
+        NDArray total = loss(last, targets).mul(GraphScalars.of(sm, (float) weights[layers - 1]));
+        int next = 0;
+        for (int l = 0; l < layers - 1; l++) {
+            if (weights[l] > 0) {
+                NDArray exitLogits = head(sm, model, exits.get(next++));
+                total = total.add(loss(exitLogits, targets).mul(GraphScalars.of(sm, (float) weights[l])));
+            }
+        }
+        return total;
+    }
+
+    /** {@code exitWeights}/{@code exits}: when given, the hidden state after each layer l < L-1 with a weight. */
+    private static NDArray forward(NDManager sm, DecoderLm model, NDArray tokens, SkipSession session,
+            long[] layersRun, java.util.Set<String> used, double[] exitWeights, java.util.List<NDArray> exits) {
         DecoderConfig c = model.config();
         Map<String, NDArray> w = model.weights();
         int t = (int) tokens.getShape().get(1);
@@ -45,6 +87,9 @@ final class TrainingForward {
                 .toType(DataType.FLOAT32, false).mul(-1e9f);
         int ran = 0;
         for (int l = 0; l < c.layers(); l++) {
+            if (exits != null && l > 0 && exitWeights[l - 1] > 0) {
+                exits.add(h);
+            }
             if (session != null && !session.runLayer(l)) {
                 continue;
             }
@@ -80,8 +125,14 @@ final class TrainingForward {
                 }
             }
         }
+        return head(sm, model, h);
+    }
+
+    /** The final norm and the (tied or separate) head: logits {@code (B, T, 256)} from hidden states. */
+    private static NDArray head(NDManager sm, DecoderLm model, NDArray h) {
+        Map<String, NDArray> w = model.weights();
         NDArray out = layerNorm(h, w, "norm");
-        NDArray head = c.tiedHead() ? w.get("embed.weight") : w.get("head.weight");
+        NDArray head = model.config().tiedHead() ? w.get("embed.weight") : w.get("head.weight");
         return out.matMul(scoped(head.transpose(), sm));
     }
 

@@ -171,6 +171,106 @@ class LmTrainerTest {
         }
     }
 
+    /** Prefill runs layers 0..exit that {@code keep} keeps: the last logits are the early exit after {@code exit}. */
+    record ExitAt(int exit, boolean[] keep) implements SkipPolicy {
+        public KvCacheRule kvCacheRule() {
+            return KvCacheRule.FIXED_LAYER_SET;
+        }
+
+        public SkipSession begin(ModelLayout layout, Phase phase, int position, RandomGenerator random) {
+            return layer -> layer <= exit && keep[layer];
+        }
+    }
+
+    @Test
+    void earlyExitLossIsTheWeightedSumOfEachExitsCrossEntropy() {
+        DecoderConfig three = new DecoderConfig(3, 32, 2, 2, 24, true);
+        byte[] text = randomText(17, 40);
+        int b = 2;
+        int t = 6;
+        int[] starts = {3, 19};
+        double[] weights = {0.2, 0.3, 0.5};
+        boolean[] keep = {true, false, true};
+        SkipSession session = new SkipSession() {
+            public boolean runLayer(int layer) {
+                return keep[layer];
+            }
+
+            public double exitLossWeight(int layer) {
+                return weights[layer];
+            }
+        };
+        try (DecoderLm model = new DecoderLm(three, manager, 23); NDManager sm = manager.newSubManager()) {
+            NDArray window = TrainingForward.tokens(sm, text, starts, t + 1);
+            double computed = TrainingForward.trainingLoss(sm, model, window.get(":, :-1"), window.get(":, 1:"),
+                    session, null, null).getFloat();
+            // independent path: the model's inference prefill under a policy that stops after the exit layer
+            double expected = 0;
+            for (int exit = 0; exit < 3; exit++) {
+                double nll = 0;
+                for (int r = 0; r < b; r++) {
+                    for (int end = 1; end <= t; end++) {
+                        int[] prefix = new int[end];
+                        for (int i = 0; i < end; i++) {
+                            prefix[i] = text[starts[r] + i] & 0xFF;
+                        }
+                        float[] logits = model.generate(new int[][] {prefix}, 1, Decoding.greedy(0),
+                                new ExitAt(exit, keep), false).logits()[0][0];
+                        double max = Double.NEGATIVE_INFINITY;
+                        for (float v : logits) {
+                            max = Math.max(max, v);
+                        }
+                        double sum = 0;
+                        for (float v : logits) {
+                            sum += Math.exp(v - max);
+                        }
+                        nll += max + Math.log(sum) - logits[text[starts[r] + end] & 0xFF];
+                    }
+                }
+                expected += weights[exit] * nll / (b * t);
+            }
+            assertEquals(expected, computed, 1e-4 * expected);
+            // with no early exits the loss is the final output's alone
+            double plain = TrainingForward.trainingLoss(sm, model, window.get(":, :-1"), window.get(":, 1:"),
+                    layer -> keep[layer], null, null).getFloat();
+            double fin = TrainingForward.loss(TrainingForward.logits(sm, model, window.get(":, :-1"),
+                    layer -> keep[layer], null, null), window.get(":, 1:")).getFloat();
+            assertEquals(fin, plain, 0);
+        }
+    }
+
+    @Test
+    void layerDropWithEarlyExitsTrains() {
+        try (DecoderLm model = new DecoderLm(new DecoderConfig(3, 32, 2, 2, 24, true), manager, 6)) {
+            double before = LmTrainer.perplexity(model, TEXT, 16, 8, 8);
+            LmTrainingResult r = LmTrainer.train(model, TEXT, config(30), new EarlyExits(), null);
+            assertEquals(0, r.skippedSteps());
+            assertTrue(LmTrainer.perplexity(model, TEXT, 16, 8, 8) < before);
+        }
+    }
+
+    /** Every layer runs; exits on every layer with weights 1/6, 2/6, 3/6, checked to see the step number. */
+    static final class EarlyExits implements SkipPolicy {
+        private int expectedStep;
+
+        public KvCacheRule kvCacheRule() {
+            return KvCacheRule.TRAINING_ONLY;
+        }
+
+        public SkipSession begin(ModelLayout layout, Phase phase, int position, RandomGenerator random) {
+            assertEquals(expectedStep++, position, "the trainer passes the step index as the position");
+            return new SkipSession() {
+                public boolean runLayer(int layer) {
+                    return true;
+                }
+
+                public double exitLossWeight(int layer) {
+                    return (layer + 1) / 6.0;
+                }
+            };
+        }
+    }
+
     @Test
     void randomLayerDropTrainsWithFiniteLosses() {
         try (DecoderLm model = new DecoderLm(new DecoderConfig(4, 32, 2, 2, 24, true), manager, 6)) {
