@@ -36,7 +36,7 @@ import java.util.function.Supplier;
  * medians reported).
  *
  * <p>Usage: {@code java -cp <classpath> dev.kiln.benchmarks.lm.LmSkipBenchmark train|eval <variant> [key=value...]}
- * with variant {@code base} or {@code layerdrop}. Keys: {@code rdb} (default data/full/austen/Rdata.rdb),
+ * with variant {@code base}, {@code layerdrop} or {@code layerskip} (layer dropout plus the early-exit loss). Keys: {@code rdb} (default data/full/austen/Rdata.rdb),
  * {@code out} (default /tmp/lmbench), {@code steps} (1500), {@code dim} (128), {@code layers} (8), {@code heads}
  * (4), {@code batch} (16), {@code seq} (128), {@code lr} (2e-3), {@code rate} (layer-dropout rate, 0.2),
  * {@code threads} (intra-op threads, 1), {@code valWindows} (64), {@code prompt} (64), {@code newTokens} (64),
@@ -48,7 +48,7 @@ public final class LmSkipBenchmark {
 
     public static void main(String[] args) throws IOException {
         if (args.length < 2) {
-            System.err.println("usage: LmSkipBenchmark train|eval base|layerdrop [key=value...]");
+            System.err.println("usage: LmSkipBenchmark train|eval base|layerdrop|layerskip [key=value...]");
             System.exit(2);
         }
         String mode = args[0];
@@ -85,8 +85,19 @@ public final class LmSkipBenchmark {
                 double lr = Double.parseDouble(o.getOrDefault("lr", "2e-3"));
                 LmTrainingConfig tc = new LmTrainingConfig(steps, Integer.parseInt(o.getOrDefault("batch", "16")),
                         seq, lr, lr / 10, Math.max(1, steps / 20), 0.1, 1.0, seed, 50);
-                SkipPolicy drop = variant.equals("layerdrop") ? registry.create(Kind.SKIP, SkipPolicy.class,
-                        "layerdrop", Map.of("rate", o.getOrDefault("rate", "0.2"))) : null;
+                SkipPolicy drop = switch (variant) {
+                    case "base" -> null;
+                    case "layerdrop" -> registry.create(Kind.SKIP, SkipPolicy.class, "layerdrop",
+                            Map.of("rate", o.getOrDefault("rate", "0.2")));
+                    // LayerSkip's recipe (torchtune): dropout plus early-exit loss, e_scale 1, linear scales, gradual
+                    // curriculum over half the run
+                    case "layerskip" -> registry.create(Kind.SKIP, SkipPolicy.class, "layerdrop",
+                            Map.of("rate", o.getOrDefault("rate", "0.2"), "early-exit-scale", "1",
+                                    "early-exit-scale-fn", "linear", "early-exit-curriculum", "gradual",
+                                    "early-exit-ramp", Integer.toString(steps / 2)));
+                    default -> throw new IllegalArgumentException("variant must be base, layerdrop or layerskip: "
+                            + variant);
+                };
                 System.out.printf(Locale.ROOT, "train %s: %s, %d train bytes, %d validation bytes, %s, threads %d%n",
                         variant, config, train.length, validation.length, tc, threads);
                 try (DecoderLm model = new DecoderLm(config, manager, seed)) {
