@@ -41,7 +41,13 @@ final class BenchSupport {
     /** Runs one merge through the real pipeline (validation, streaming, report) and returns its report. */
     static Map<String, Object> merge(String id, Map<String, String> params, Path base, List<Path> models,
             Path output, int threads, long seed) {
-        List<MergeSpec.ModelInput> inputs = models.stream().map(MergeSpec.ModelInput::of).toList();
+        return mergeInputs(id, params, base, models.stream().map(MergeSpec.ModelInput::of).toList(), output,
+                threads, seed);
+    }
+
+    /** {@link #merge} with model inputs that may carry statistics (a Fisher per model). */
+    static Map<String, Object> mergeInputs(String id, Map<String, String> params, Path base,
+            List<MergeSpec.ModelInput> inputs, Path output, int threads, long seed) {
         MergeSpec spec = new MergeSpec(id, params, base, inputs, output, threads, seed, null, 0, false);
         return new MergePipeline(method(id, params), spec, null).run();
     }
