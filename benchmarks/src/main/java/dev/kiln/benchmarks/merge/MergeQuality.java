@@ -1,24 +1,16 @@
 package dev.kiln.benchmarks.merge;
 
 import dev.kiln.benchmarks.Machine;
-import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.training.ParameterStore;
-import dev.kiln.core.data.DataSource;
-import dev.kiln.core.data.Datasets;
 import dev.kiln.core.data.ImageDataset;
-import dev.kiln.core.data.LabeledData;
 import dev.kiln.core.data.Normalization;
 import dev.kiln.core.fisher.FisherEstimator;
 import dev.kiln.core.merge.MergeSpec;
 import dev.kiln.core.model.KilnModel;
 import dev.kiln.core.model.ModelZoo;
-import dev.kiln.core.safetensors.SafetensorsReader;
 import dev.kiln.core.train.TrainingConfig;
-import dev.kiln.core.train.TrainingListener;
-import dev.kiln.core.train.TrainingResult;
 import dev.kiln.core.train.TrainingRun;
-import dev.kiln.spi.KilnException;
 import dev.kiln.spi.Kind;
 import dev.kiln.spi.Registry;
 import dev.kiln.spi.augment.Augmentation;
@@ -87,29 +79,18 @@ public final class MergeQuality {
 
     public static void main(String[] args) throws IOException {
         Map<String, String> options = BenchSupport.parse(args);
-        Path full = Path.of("data/full/fashion-mnist");
-        Path data = Path.of(options.getOrDefault("data", Files.isDirectory(full) ? full.toString()
-                : "data/fashion-mnist-mini"));
-        int trainSize = Integer.parseInt(options.getOrDefault("train-size", "6000"));
+        FashionRuns.Splits splits = FashionRuns.open(options, 6000, 11);
+        Path data = splits.data();
         int baseEpochs = Integer.parseInt(options.getOrDefault("base-epochs", "4"));
         int tuneEpochs = Integer.parseInt(options.getOrDefault("finetune-epochs", "3"));
         Path work = Path.of(options.getOrDefault("work", "/tmp/kiln-merge-quality"));
         Path out = Path.of(options.getOrDefault("out", "docs/results/merge-quality.md"));
         String command = options.getOrDefault("command", "(not given)");
 
-        DataSource source = Datasets.open(data);
-        if (!(source instanceof LabeledData labeled) || labeled.test() == null) {
-            throw new KilnException("dataset " + data + " must be an IDX folder with t10k test files");
-        }
-        ImageDataset pool = labeled.train();
-        if (trainSize < pool.size()) {
-            pool = pool.subset(java.util.Arrays.copyOf(ImageDataset.permutation(pool.size(), 11), trainSize));
-        }
-        ImageDataset.Split split = pool.split(0.1, 12);
         // One normalisation for every model and every merge, so merged weights see the inputs their parts saw.
-        Normalization stats = split.train().computeNormalization();
-        MergeQuality q = new MergeQuality(work, split.train().normalized(stats),
-                split.validation().normalized(stats), labeled.test().normalized(stats));
+        Normalization stats = splits.train().computeNormalization();
+        MergeQuality q = new MergeQuality(work, splits.train().normalized(stats),
+                splits.validation().normalized(stats), splits.test().normalized(stats));
         Files.createDirectories(work);
         long started = System.nanoTime();
         Page page = new Page(out, command, data, q, baseEpochs, tuneEpochs);
@@ -360,32 +341,8 @@ public final class MergeQuality {
     }
 
     private void train(TrainingConfig config, Path startFrom, Path file, String label) {
-        long t0 = System.nanoTime();
-        try (NDManager manager = NDManager.newBaseManager()) {
-            TrainingRun run = new TrainingRun(config, train, validation, new TrainingListener() {
-                @Override
-                public void onEpoch(EpochResult r) {
-                    System.out.printf(Locale.ROOT, "%s epoch %d/%d: train loss %.4f, validation acc %.4f, %.1f s%n",
-                            label, r.epoch() + 1, config.epochs(), r.trainLoss(), r.evalAccuracy(), r.seconds());
-                }
-            });
-            if (startFrom != null) {
-                run.startingFrom(load(startFrom, manager));
-            }
-            TrainingResult result = run.run(manager);
-            TrainingRun.saveModel(result.model(), result.metadata(), file);
-        }
-        System.out.printf(Locale.ROOT, "%s trained in %.1f s%n", label, (System.nanoTime() - t0) / 1e9);
-    }
-
-    private static Map<String, NDArray> load(Path file, NDManager manager) {
-        Map<String, NDArray> arrays = new LinkedHashMap<>();
-        try (SafetensorsReader reader = SafetensorsReader.open(file)) {
-            for (String name : reader.names()) {
-                arrays.put(name, reader.read(name, manager));
-            }
-        }
-        return arrays;
+        FashionRuns.train(config, train, validation,
+                startFrom == null ? null : manager -> FashionRuns.readAll(startFrom, manager), file, label);
     }
 
     Scored score(Path file, String label) {
@@ -397,7 +354,7 @@ public final class MergeQuality {
         try (NDManager manager = NDManager.newBaseManager()) {
             KilnModel model = ModelZoo.build("cnn", Map.of(), data.sampleShape(), data.numClasses())
                     .initialize(manager, 0);
-            model.loadParameters(load(file, manager));
+            model.loadParameters(FashionRuns.readAll(file, manager));
             return TrainingRun.evaluate(model, data, manager, new ParameterStore(manager, false), 256)[1];
         }
     }

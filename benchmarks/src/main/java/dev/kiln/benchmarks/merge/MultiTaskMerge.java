@@ -4,20 +4,14 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.training.ParameterStore;
 import dev.kiln.benchmarks.Machine;
-import dev.kiln.core.data.DataSource;
-import dev.kiln.core.data.Datasets;
 import dev.kiln.core.data.ImageDataset;
-import dev.kiln.core.data.LabeledData;
 import dev.kiln.core.data.Normalization;
 import dev.kiln.core.fisher.FisherEstimator;
 import dev.kiln.core.merge.MergeSpec;
 import dev.kiln.core.model.KilnModel;
 import dev.kiln.core.model.ModelZoo;
-import dev.kiln.core.safetensors.SafetensorsReader;
 import dev.kiln.core.safetensors.SafetensorsWriter;
 import dev.kiln.core.train.TrainingConfig;
-import dev.kiln.core.train.TrainingListener;
-import dev.kiln.core.train.TrainingResult;
 import dev.kiln.core.train.TrainingRun;
 import dev.kiln.spi.KilnException;
 import java.io.IOException;
@@ -96,28 +90,16 @@ public final class MultiTaskMerge {
 
     public static void main(String[] args) throws IOException {
         Map<String, String> options = BenchSupport.parse(args);
-        Path full = Path.of("data/full/fashion-mnist");
-        Path data = Path.of(options.getOrDefault("data", Files.isDirectory(full) ? full.toString()
-                : "data/fashion-mnist-mini"));
-        int trainSize = Integer.parseInt(options.getOrDefault("train-size", "12000"));
+        FashionRuns.Splits splits = FashionRuns.open(options, 12000, 21);
+        int trainSize = splits.train().size() + splits.validation().size();
         int baseEpochs = Integer.parseInt(options.getOrDefault("base-epochs", "3"));
         int tuneEpochs = Integer.parseInt(options.getOrDefault("finetune-epochs", "2"));
         Path work = Path.of(options.getOrDefault("work", "/tmp/kiln-multitask"));
         Path out = Path.of(options.getOrDefault("out", "docs/results/merge-multitask.md"));
         String command = options.getOrDefault("command", "(not given)");
-
-        DataSource source = Datasets.open(data);
-        if (!(source instanceof LabeledData labeled) || labeled.test() == null) {
-            throw new KilnException("dataset " + data + " must be an IDX folder with t10k test files");
-        }
-        ImageDataset pool = labeled.train();
-        if (trainSize < pool.size()) {
-            pool = pool.subset(java.util.Arrays.copyOf(ImageDataset.permutation(pool.size(), 21), trainSize));
-        }
-        ImageDataset.Split split = pool.split(0.1, 22);
         // One input normalisation for every task and model (the original training images' mean and std), so a
         // merged encoder sees inputs on the scale each of its parts saw.
-        Normalization stats = split.train().computeNormalization();
+        Normalization stats = splits.train().computeNormalization();
         List<Task> tasks = new ArrayList<>();
         Map<String, UnaryOperator<ImageDataset>> transforms = new LinkedHashMap<>();
         transforms.put("fashion", d -> d);
@@ -131,11 +113,12 @@ public final class MultiTaskMerge {
                 "coarse", "4 super-classes: tops (T-shirt, pullover, coat, shirt), trouser and dress, footwear, bag");
         for (Map.Entry<String, UnaryOperator<ImageDataset>> t : transforms.entrySet()) {
             UnaryOperator<ImageDataset> f = t.getValue();
-            tasks.add(new Task(t.getKey(), descriptions.get(t.getKey()), f.apply(split.train()).normalized(stats),
-                    f.apply(split.validation()).normalized(stats), f.apply(labeled.test()).normalized(stats)));
+            tasks.add(new Task(t.getKey(), descriptions.get(t.getKey()), f.apply(splits.train()).normalized(stats),
+                    f.apply(splits.validation()).normalized(stats), f.apply(splits.test()).normalized(stats)));
         }
         Files.createDirectories(work);
-        MultiTaskMerge bench = new MultiTaskMerge(work, tasks, out, command, data, trainSize, baseEpochs, tuneEpochs);
+        MultiTaskMerge bench = new MultiTaskMerge(work, tasks, out, command, splits.data(), trainSize, baseEpochs,
+                tuneEpochs);
         long started = System.nanoTime();
         bench.run();
         bench.minutes = (System.nanoTime() - started) / 60e9;
@@ -319,43 +302,30 @@ public final class MultiTaskMerge {
     }
 
     private void train(TrainingConfig config, Task task, Path startFrom, Path file, String label) {
-        long t0 = System.nanoTime();
-        try (NDManager manager = NDManager.newBaseManager()) {
-            TrainingRun run = new TrainingRun(config, task.train(), task.validation(), new TrainingListener() {
-                @Override
-                public void onEpoch(EpochResult r) {
-                    System.out.printf(Locale.ROOT, "%s epoch %d/%d: train loss %.4f, validation acc %.4f, %.1f s%n",
-                            label, r.epoch() + 1, config.epochs(), r.trainLoss(), r.evalAccuracy(), r.seconds());
+        FashionRuns.train(config, task.train(), task.validation(), startFrom == null ? null : manager -> {
+            // the pre-trained encoder, and a fresh head sized for this task (seeded like the run)
+            Map<String, NDArray> start = new LinkedHashMap<>();
+            FashionRuns.readAll(startFrom, manager).forEach((k, v) -> {
+                if (!k.startsWith(HEAD)) {
+                    start.put(k, v);
                 }
             });
-            if (startFrom != null) {
-                // the pre-trained encoder, and a fresh head sized for this task (seeded like the run)
-                Map<String, NDArray> start = new LinkedHashMap<>();
-                load(startFrom, manager).forEach((k, v) -> {
-                    if (!k.startsWith(HEAD)) {
-                        start.put(k, v);
-                    }
-                });
-                KilnModel fresh = ModelZoo.build("cnn", Map.of(), task.train().sampleShape(),
-                        task.train().numClasses()).initialize(manager, config.seed());
-                fresh.exportParameters(manager).forEach((k, v) -> {
-                    if (k.startsWith(HEAD)) {
-                        start.put(k, v);
-                    }
-                });
-                run.startingFrom(start);
-            }
-            TrainingResult result = run.run(manager);
-            TrainingRun.saveModel(result.model(), result.metadata(), file);
-        }
-        System.out.printf(Locale.ROOT, "%s trained in %.1f s%n", label, (System.nanoTime() - t0) / 1e9);
+            KilnModel fresh = ModelZoo.build("cnn", Map.of(), task.train().sampleShape(), task.train().numClasses())
+                    .initialize(manager, config.seed());
+            fresh.exportParameters(manager).forEach((k, v) -> {
+                if (k.startsWith(HEAD)) {
+                    start.put(k, v);
+                }
+            });
+            return start;
+        }, file, label);
     }
 
     /** Copies every tensor of {@code file} but the head into {@code encoderFile}. */
     private static void writeEncoder(Path file, Path encoderFile) {
         try (NDManager manager = NDManager.newBaseManager()) {
             Map<String, NDArray> encoder = new LinkedHashMap<>();
-            load(file, manager).forEach((k, v) -> {
+            FashionRuns.readAll(file, manager).forEach((k, v) -> {
                 if (!k.startsWith(HEAD)) {
                     encoder.put(k, v);
                 }
@@ -364,21 +334,11 @@ public final class MultiTaskMerge {
         }
     }
 
-    private static Map<String, NDArray> load(Path file, NDManager manager) {
-        Map<String, NDArray> arrays = new LinkedHashMap<>();
-        try (SafetensorsReader reader = SafetensorsReader.open(file)) {
-            for (String name : reader.names()) {
-                arrays.put(name, reader.read(name, manager));
-            }
-        }
-        return arrays;
-    }
-
     /** Accuracy on {@code data} of {@code encoderFile} with task {@code t}'s fine-tuned head, in evaluation mode. */
     double accuracy(Path encoderFile, int t, ImageDataset data) {
         try (NDManager manager = NDManager.newBaseManager()) {
-            Map<String, NDArray> params = load(encoderFile, manager);
-            load(checkpoint("task-" + tasks.get(t).name()), manager).forEach((k, v) -> {
+            Map<String, NDArray> params = FashionRuns.readAll(encoderFile, manager);
+            FashionRuns.readAll(checkpoint("task-" + tasks.get(t).name()), manager).forEach((k, v) -> {
                 if (k.startsWith(HEAD)) {
                     params.put(k, v);
                 }

@@ -95,6 +95,20 @@ class LmTrainerTest {
     }
 
     /** Float64 NLL on the host from the inference path's logits, prefix by prefix: an independent perplexity. */
+    /** -log p(next | prefix) in float64 from the logits the model's own inference path gives for the prefix. */
+    private static double nextByteNll(DecoderLm model, int[] prefix, SkipPolicy policy, int next) {
+        float[] logits = model.generate(new int[][] {prefix}, 1, Decoding.greedy(0), policy, false).logits()[0][0];
+        double max = Double.NEGATIVE_INFINITY;
+        for (float v : logits) {
+            max = Math.max(max, v);
+        }
+        double sum = 0;
+        for (float v : logits) {
+            sum += Math.exp(v - max);
+        }
+        return max + Math.log(sum) - logits[next];
+    }
+
     @Test
     void perplexityMatchesAFloat64ReferenceOnARandomModel() {
         byte[] text = randomText(9, 3 * 10 + 1);
@@ -107,17 +121,7 @@ class LmTrainerTest {
                     for (int i = 0; i < end; i++) {
                         prefix[i] = text[w * 10 + i] & 0xFF;
                     }
-                    float[] logits = model.generate(new int[][] {prefix}, 1, Decoding.greedy(0), null, false)
-                            .logits()[0][0];
-                    double max = Double.NEGATIVE_INFINITY;
-                    for (float v : logits) {
-                        max = Math.max(max, v);
-                    }
-                    double sum = 0;
-                    for (float v : logits) {
-                        sum += Math.exp(v - max);
-                    }
-                    total += max + Math.log(sum) - logits[text[w * 10 + end] & 0xFF];
+                    total += nextByteNll(model, prefix, null, text[w * 10 + end] & 0xFF);
                     count++;
                 }
             }
@@ -214,17 +218,7 @@ class LmTrainerTest {
                         for (int i = 0; i < end; i++) {
                             prefix[i] = text[starts[r] + i] & 0xFF;
                         }
-                        float[] logits = model.generate(new int[][] {prefix}, 1, Decoding.greedy(0),
-                                new ExitAt(exit, keep), false).logits()[0][0];
-                        double max = Double.NEGATIVE_INFINITY;
-                        for (float v : logits) {
-                            max = Math.max(max, v);
-                        }
-                        double sum = 0;
-                        for (float v : logits) {
-                            sum += Math.exp(v - max);
-                        }
-                        nll += max + Math.log(sum) - logits[text[starts[r] + end] & 0xFF];
+                        nll += nextByteNll(model, prefix, new ExitAt(exit, keep), text[starts[r] + end] & 0xFF);
                     }
                 }
                 expected += weights[exit] * nll / (b * t);
