@@ -163,9 +163,9 @@ public final class ModelZoo {
 
     /**
      * The layers of this model whose outputs can be removed, in definition order: {@code mlp} hidden layers;
-     * {@code cnn} convs (with their batch norm) and hidden Linear; {@code resnet} only each residual block's first conv,
-     * since the residual sums need the stem, the second convs and the shortcuts to agree on one channel set. The
-     * classifier head never loses outputs.
+     * {@code cnn} convs (with their batch norm) and hidden Linear; {@code resnet} only each residual block's first
+     * conv, since the residual sums need the stem, the second convs and the shortcuts to agree on one channel set.
+     * The classifier head never loses outputs.
      */
     public static List<Shrinkable> shrinkable(String id, Map<String, String> rawParameters, Shape sampleShape,
             int numClasses) {
