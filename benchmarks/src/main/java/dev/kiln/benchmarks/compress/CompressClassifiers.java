@@ -162,9 +162,19 @@ public final class CompressClassifiers {
         java.util.Set<String> names = new java.util.LinkedHashSet<>();
         magnitude.tensors().forEach(t -> names.add(t.name()));
         nm.tensors().forEach(t -> names.remove(t.name()));
-        return names.isEmpty() ? "2:4 compressed every weight."
+        String nmNote = names.isEmpty() ? "2:4 compressed every weight."
                 : "2:4 left " + names + " dense (input length not a multiple of 4), so its density column covers"
                         + " the other weights only.";
+        CompressPipeline.Report rank = r.reports().get("low-rank rank=32");
+        if (rank != null && !rank.tensors().isEmpty()) {
+            java.util.Set<String> thin = new java.util.LinkedHashSet<>();
+            magnitude.tensors().forEach(t -> thin.add(t.name()));
+            rank.tensors().forEach(t -> thin.remove(t.name()));
+            if (!thin.isEmpty()) {
+                nmNote += " Rank 32 left " + thin + " dense (a side of at most 32).";
+            }
+        }
+        return nmNote;
     }
 
     static void write(Path out, String command, Path data, LabeledData labeled, List<ModelResult> results,
