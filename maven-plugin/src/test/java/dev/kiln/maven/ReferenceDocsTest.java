@@ -131,6 +131,7 @@ class ReferenceDocsTest {
             "train", "it/src/it/train-cutmix/pom.xml",
             "merge", "it/src/it/merge-ties/pom.xml",
             "compress", "it/src/it/compress-int8/pom.xml",
+            "soup", "it/src/it/compress-soup/pom.xml",
             "benchmark", "it/src/it/lm-train-benchmark/pom.xml");
 
     /** The {@code <execution>} of {@code goal} in its example IT pom, with IT placeholders replaced. */

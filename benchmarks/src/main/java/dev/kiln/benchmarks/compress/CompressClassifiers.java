@@ -2,6 +2,7 @@ package dev.kiln.benchmarks.compress;
 
 import dev.kiln.benchmarks.Machine;
 import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.Shape;
 import ai.djl.pytorch.jni.JniUtils;
 import dev.kiln.core.bench.BenchmarkHarness;
 import dev.kiln.core.bench.BenchmarkResult;
@@ -10,6 +11,8 @@ import dev.kiln.core.data.DataSource;
 import dev.kiln.core.data.Datasets;
 import dev.kiln.core.data.ImageDataset;
 import dev.kiln.core.data.LabeledData;
+import dev.kiln.core.model.CheckpointModels;
+import dev.kiln.core.model.KilnModel;
 import dev.kiln.core.train.TrainingConfig;
 import dev.kiln.core.train.TrainingListener;
 import dev.kiln.core.train.TrainingResult;
@@ -45,7 +48,30 @@ public final class CompressClassifiers {
 
     /** One model's measurements: the compression reports by setting label and the benchmark run. */
     record ModelResult(String model, int epochs, double trainSeconds, Map<String, CompressPipeline.Report> reports,
-            BenchmarkResult bench) {
+            BenchmarkResult bench, Map<String, Loaded> loaded) {
+    }
+
+    /** How a checkpoint loads: its parameter count and which layers run factored or narrower than the original. */
+    record Loaded(long parameters, String structure) {
+    }
+
+    /** Loads {@code file} the way the benchmark harness does and describes its structure against {@code original}. */
+    static Loaded describe(Path file, Map<String, Shape> original) {
+        try (NDManager manager = NDManager.newBaseManager()) {
+            KilnModel model = CheckpointModels.load(file, manager).model();
+            List<String> parts = new ArrayList<>();
+            model.parameters().forEach((name, p) -> {
+                Shape shape = p.getArray().getShape();
+                if (name.endsWith(".weight.u")) {
+                    parts.add(name.substring(0, name.length() - ".weight.u".length()) + " r=" + shape.get(1));
+                } else if (name.endsWith(".weight") && original.containsKey(name)
+                        && original.get(name).get(0) != shape.get(0)) {
+                    parts.add(name.substring(0, name.length() - ".weight".length()) + " " + original.get(name).get(0)
+                            + "->" + shape.get(0));
+                }
+            });
+            return new Loaded(model.parameterCount(), parts.isEmpty() ? "dense" : String.join(", ", parts));
+        }
     }
 
     public static void main(String[] args) throws IOException {
@@ -108,12 +134,22 @@ public final class CompressClassifiers {
                         CompressBenchSupport.meanRelativeError(report));
             }
         }
+        Map<String, Shape> shapes = new LinkedHashMap<>();
+        try (NDManager manager = NDManager.newBaseManager()) {
+            CheckpointModels.load(original, manager).model().parameters().forEach((name, p) -> shapes.put(name,
+                    p.getArray().getShape()));
+        }
+        Map<String, Loaded> loaded = new LinkedHashMap<>();
+        loaded.put("original", describe(original, shapes));
+        for (BenchmarkHarness.Variant v : variants.subList(1, variants.size())) {
+            loaded.put(v.name(), describe(v.checkpoint(), shapes));
+        }
         BenchmarkResult bench;
         try (NDManager manager = NDManager.newBaseManager()) {
             bench = new BenchmarkHarness(registry, System.out::println).run(original, test, variants,
                     new BenchmarkHarness.Settings(64, 2, repeats, 16, 0, 42), manager);
         }
-        return new ModelResult(model, epochs, trainSeconds, reports, bench);
+        return new ModelResult(model, epochs, trainSeconds, reports, bench, loaded);
     }
 
     /** Which weights 2:4 left dense (their input length is not a multiple of 4), from the two reports. */
@@ -126,9 +162,19 @@ public final class CompressClassifiers {
         java.util.Set<String> names = new java.util.LinkedHashSet<>();
         magnitude.tensors().forEach(t -> names.add(t.name()));
         nm.tensors().forEach(t -> names.remove(t.name()));
-        return names.isEmpty() ? "2:4 compressed every weight."
+        String nmNote = names.isEmpty() ? "2:4 compressed every weight."
                 : "2:4 left " + names + " dense (input length not a multiple of 4), so its density column covers"
                         + " the other weights only.";
+        CompressPipeline.Report rank = r.reports().get("low-rank rank=32");
+        if (rank != null && !rank.tensors().isEmpty()) {
+            java.util.Set<String> thin = new java.util.LinkedHashSet<>();
+            magnitude.tensors().forEach(t -> thin.add(t.name()));
+            rank.tensors().forEach(t -> thin.remove(t.name()));
+            if (!thin.isEmpty()) {
+                nmNote += " Rank 32 left " + thin + " dense (a side of at most 32).";
+            }
+        }
+        return nmNote;
     }
 
     static void write(Path out, String command, Path data, LabeledData labeled, List<ModelResult> results,
@@ -148,12 +194,18 @@ public final class CompressClassifiers {
                 + " running statistics are never compressed); *density* is the non-zero fraction of the"
                 + " reconstructed compressed tensors; *speedup* is the original's median pass time divided by the"
                 + " variant's.\n\n");
-        md.append("**Sparser, not faster.** Every compressed checkpoint is rebuilt into dense float32 weights when"
-                + " it is loaded (`CompressedCheckpoints`: int8 is dequantised, low-rank factors are multiplied"
-                + " back, pruned rows are re-expanded with zeros) and then runs the ordinary dense layers. So the"
-                + " expected speedup of every row is 1.0x and any deviation is measurement noise on a shared"
-                + " machine; magnitude and 2:4 pruning also do not make the file smaller, because the pruned"
-                + " tensor is stored dense (see skip.md section 4: zeros pay off only with sparse kernels).\n\n");
+        md.append("**Which rows can be faster.** Only two compressors change what inference computes, and the"
+                + " *loaded as* column shows what each checkpoint became: `low-rank` Linear layers load as"
+                + " `FactoredLinear` (two thin matmuls, `r=` is the rank) when r (out + in) < out in, while conv"
+                + " kernels are multiplied back to dense; `structured` loads genuinely narrower layers (`a->b`"
+                + " outputs; the next layer's inputs and the batch norm in between shrink with it) for the cnn's"
+                + " conv1, conv2 and fc1 and for each resnet block's first conv. The classifier head and resnet's"
+                + " residual-path convs (stem, second convs, shortcuts) keep their size with zero rows, and a"
+                + " narrowed layer's removed units lose their bias and batch-norm shift too. Every other row is"
+                + " rebuilt into dense float32 weights on load (int8 dequantised, pruned weights stored dense), so its"
+                + " expected speedup is 1.0x and any deviation is measurement noise on a shared machine: sparser, not"
+                + " faster (see skip.md section 4: zeros pay off only with sparse kernels). *params loaded* counts"
+                + " the parameters of the model as loaded.\n\n");
         md.append("Low-rank files can grow: rank-r factors of an m x n weight store r(m + n) numbers, more than the"
                 + " m n of the weight once r > m n / (m + n), and energy 0.99 needs such ranks for some tensors;"
                 + " `low-rank-sparse` adds the residual's values and indices on top.\n\n");
@@ -163,19 +215,24 @@ public final class CompressClassifiers {
             md.append(String.format(Locale.ROOT, "## `%s` (%d epochs, trained in %.0f s)%n%n", r.model(),
                     r.epochs(), r.trainSeconds()));
             md.append("| compressor | file KiB (before -> after) | file ratio | mean rel. error | density |"
-                    + " test accuracy | change | samples/s | speedup | latency b1 p50 ms |\n"
-                    + "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-            md.append(String.format(Locale.ROOT, "| original | %s | 1.00x | 0 | 1.000 | %.2f%% | | %.0f | 1.00x |"
-                    + " %.2f |%n", CompressBenchSupport.kib(fileBefore), 100 * base.accuracy(),
-                    base.samplesPerSecond(), base.latency1P50Millis()));
+                    + " loaded as | params loaded | test accuracy | change | samples/s | speedup |"
+                    + " latency b1 p50 ms |\n"
+                    + "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|\n");
+            md.append(String.format(Locale.ROOT, "| original | %s | 1.00x | 0 | 1.000 | dense | %d | %.2f%% | |"
+                    + " %.0f | 1.00x | %.2f |%n", CompressBenchSupport.kib(fileBefore),
+                    r.loaded().get("original").parameters(), 100 * base.accuracy(), base.samplesPerSecond(),
+                    base.latency1P50Millis()));
             for (Map.Entry<String, CompressPipeline.Report> e : r.reports().entrySet()) {
                 CompressPipeline.Report rep = e.getValue();
                 BenchmarkResult.VariantResult v = r.bench().variant(e.getKey());
-                md.append(String.format(Locale.ROOT, "| %s | %s -> %s | %.2fx | %.4f | %.3f | %.2f%% | %+.2f pp |"
-                        + " %.0f | %.2fx | %.2f |%n", e.getKey(), CompressBenchSupport.kib(rep.fileBytesBefore()),
+                Loaded l = r.loaded().get(e.getKey());
+                md.append(String.format(Locale.ROOT, "| %s | %s -> %s | %.2fx | %.4f | %.3f | %s | %d | %.2f%% |"
+                        + " %+.2f pp | %.0f | %.2fx | %.2f |%n", e.getKey(),
+                        CompressBenchSupport.kib(rep.fileBytesBefore()),
                         CompressBenchSupport.kib(rep.fileBytesAfter()),
                         rep.fileBytesBefore() / (double) rep.fileBytesAfter(),
                         CompressBenchSupport.meanRelativeError(rep), CompressBenchSupport.density(rep),
+                        l.structure(), l.parameters(),
                         100 * v.accuracy(), 100 * (v.accuracy() - base.accuracy()), v.samplesPerSecond(),
                         v.speedup(), v.latency1P50Millis()));
             }

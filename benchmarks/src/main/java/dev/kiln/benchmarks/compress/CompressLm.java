@@ -2,11 +2,9 @@ package dev.kiln.benchmarks.compress;
 
 import dev.kiln.benchmarks.Machine;
 import ai.djl.engine.Engine;
-import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.pytorch.jni.JniUtils;
 import dev.kiln.core.compress.CompressPipeline;
-import dev.kiln.core.compress.CompressedCheckpoints;
 import dev.kiln.core.data.AustenCorpus;
 import dev.kiln.core.lm.DecoderConfig;
 import dev.kiln.core.lm.DecoderLm;
@@ -14,7 +12,6 @@ import dev.kiln.core.lm.Decoding;
 import dev.kiln.core.lm.TimedGeneration;
 import dev.kiln.core.lm.train.LmCheckpoint;
 import dev.kiln.core.lm.train.LmTrainer;
-import dev.kiln.spi.KilnException;
 import dev.kiln.spi.Registry;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -31,10 +28,11 @@ import java.util.Map;
 /**
  * Compression of the byte-level decoder LM's weights (issue 6): the LM checkpoint is compressed with every setting
  * of {@link CompressBenchSupport#GRID} through {@link CompressPipeline} (every 2-D weight tensor the pipeline deems
- * compressible: embeddings, attention and FFN matrices; biases and layer norms are copied), the reconstruction is
- * loaded into a {@link DecoderLm}, and each variant's greedy decode speed (KV cache, batch 1) is measured against
- * the original in the same process, interleaved round by round. With a trained checkpoint and the Austen corpus,
- * validation perplexity on Persuasion is measured too; otherwise a randomly initialised LM gives size and speed only.
+ * compressible: embeddings, attention and FFN matrices; biases and layer norms are copied), each is loaded into a
+ * {@link DecoderLm} by {@link LmCheckpoint#load} (cheap low-rank linears run factored), and each variant's greedy
+ * decode speed (KV cache, batch 1) is measured against the original in the same process, interleaved round by round.
+ * With a trained checkpoint and the Austen corpus, validation perplexity on Persuasion is measured too; otherwise a
+ * randomly initialised LM gives size and speed only.
  *
  * <pre>
  * java -Dai.djl.offline=true -cp CLASSPATH dev.kiln.benchmarks.compress.CompressLm [--checkpoint FILE]
@@ -50,7 +48,8 @@ public final class CompressLm {
     }
 
     /** One measured variant; perplexity NaN when not measured. */
-    record Row(String label, CompressPipeline.Report report, double perplexity, List<Double> tokensPerSecond) {
+    record Row(String label, CompressPipeline.Report report, double perplexity, List<Double> tokensPerSecond,
+            List<Double> prefillPerSecond, String loadedAs) {
     }
 
     public static void main(String[] args) throws IOException {
@@ -146,7 +145,9 @@ public final class CompressLm {
                 prompt[0][i] = text[(validation != null ? 5000 : 0) + i] & 0xFF;
             }
             List<List<Double>> speeds = new ArrayList<>();
+            List<List<Double>> prefill = new ArrayList<>();
             models.forEach(m -> speeds.add(new ArrayList<>()));
+            models.forEach(m -> prefill.add(new ArrayList<>()));
             for (int r = 0; r < warmup + repeats; r++) {
                 // Rotating the start spreads slow spells on the shared machine over all variants.
                 for (int k = 0; k < models.size(); k++) {
@@ -155,12 +156,14 @@ public final class CompressLm {
                             true);
                     if (r >= warmup) {
                         speeds.get(i).add((newTokens - 1) / (g.decodeNanos() / 1e9));
+                        prefill.get(i).add(promptLength / (g.prefillNanos() / 1e9));
                     }
                 }
                 System.out.println("speed round " + (r + 1) + "/" + (warmup + repeats) + " done");
             }
             for (int i = 0; i < models.size(); i++) {
-                rows.add(new Row(labels.get(i), reports.get(i), ppl[i], speeds.get(i)));
+                rows.add(new Row(labels.get(i), reports.get(i), ppl[i], speeds.get(i), prefill.get(i),
+                        loadedAs(models.get(i))));
             }
             models.forEach(DecoderLm::close);
         }
@@ -168,23 +171,25 @@ public final class CompressLm {
                 rows, Files.size(original), (System.nanoTime() - started) / 60e9);
     }
 
-    /** A decoder with the dense reconstruction of {@code file} (a plain or compressed copy of {@code original}). */
+    /**
+     * A decoder loaded from {@code file} (a plain or compressed copy of {@code original}) the way
+     * {@code kiln:benchmark} loads it: dense reconstruction, with cheap low-rank linear layers running as two thin
+     * matmuls.
+     */
     static DecoderLm loadReconstructed(Path original, Path file, NDManager manager) {
-        DecoderLm model = LmCheckpoint.load(original, manager);
-        try (NDManager scope = manager.newSubManager()) {
-            Map<String, NDArray> dense = CompressedCheckpoints.load(file, scope);
-            for (Map.Entry<String, NDArray> e : model.weights().entrySet()) {
-                NDArray value = dense.get(e.getKey());
-                if (value == null || !value.getShape().equals(e.getValue().getShape())) {
-                    throw new KilnException(file + ": tensor '" + e.getKey() + "' is missing or has shape "
-                            + (value == null ? "none" : value.getShape()) + " instead of " + e.getValue().getShape());
-                }
-                // Loading only: one host copy per tensor, never on the decode path.
-                e.getValue().set(value.toFloatArray());
-            }
+        return LmCheckpoint.load(file, manager);
+    }
+
+    /** Which linear layers run factored, e.g. {@code 32 of 32 linears r=8..40}, or {@code dense}. */
+    static String loadedAs(DecoderLm model) {
+        Map<String, Integer> ranks = model.factoredRanks();
+        if (ranks.isEmpty()) {
+            return "dense";
         }
-        model.refreshDerived();
-        return model;
+        int linears = 4 * model.config().layers();
+        int min = ranks.values().stream().mapToInt(Integer::intValue).min().orElseThrow();
+        int max = ranks.values().stream().mapToInt(Integer::intValue).max().orElseThrow();
+        return ranks.size() + " of " + linears + " linears factored, r=" + (min == max ? "" + min : min + ".." + max);
     }
 
     static double median(List<Double> values) {
@@ -201,38 +206,47 @@ public final class CompressLm {
         md.append(String.format(Locale.ROOT, "Each setting compresses the LM checkpoint through `CompressPipeline`"
                 + " (the compressor created from the registry): every 2-D weight the pipeline deems compressible"
                 + " (token and position embeddings, attention qkv/out, FFN up/down) is compressed, biases and"
-                + " layer norms are copied. The checkpoint is then read back with `CompressedCheckpoints.load`"
-                + " (dense float32 reconstruction) into a `DecoderLm`. Decode speed: greedy, batch 1, KV cache,"
-                + " a %d-byte prompt and %d new tokens, tokens/s = %d / decode time; %d warm-up + %d timed rounds,"
+                + " layer norms are copied. The checkpoint is then loaded with `LmCheckpoint.load` as"
+                + " `kiln:benchmark` loads it: dense float32 reconstruction, except that each attention/FFN linear"
+                + " layer stored low-rank at a rank where r (out + in) < out in runs as two thin matmuls (*loaded"
+                + " as*). Decode speed: greedy, batch 1, KV cache, a %d-byte prompt and %d new tokens, decode"
+                + " tokens/s = %d / decode time, prefill tokens/s = prompt length / prefill time; %d warm-up + %d"
+                + " timed rounds,"
                 + " every variant once per round with the start rotated, medians. %s%n%n", promptLength, newTokens,
                 newTokens - 1, warmup, repeats, perplexity ? String.format(Locale.ROOT, "Perplexity: teacher-forced,"
                         + " the first %d windows of 128 bytes of *Persuasion* (held out from training),"
                         + " `LmTrainer.perplexity`.", valWindows)
                         : "Perplexity: **not measured** (no trained LM or no Austen corpus)."));
-        md.append("**Sparser, not faster.** The decoder runs dense matmuls on the reconstructed float32 weights,"
-                + " so every row's expected speedup is 1.0x; deviations are noise on a shared machine. Magnitude"
-                + " and 2:4 pruning are stored dense, so their files do not shrink either.\n\n");
+        md.append("**Only low-rank rows can be faster.** Every other row runs dense matmuls on the reconstructed"
+                + " float32 weights, so its expected speedup is 1.0x and deviations are noise on a shared machine"
+                + " (sparser, not faster); magnitude and 2:4 pruning are stored dense, so their files do not shrink"
+                + " either. Structured pruning is not loaded narrower for the LM: its rows include the residual"
+                + " stream and the tied embedding, which no layer can drop alone.\n\n");
         md.append("Low-rank files can grow: rank-r factors of an m x n weight store r(m + n) numbers, more than the"
                 + " m n of the weight once r > m n / (m + n); `low-rank-sparse` adds the residual's values and"
                 + " indices on top.\n\n");
-        md.append("| compressor | file KiB (before -> after) | file ratio | mean rel. error | density | val"
-                + " perplexity | decode tok/s (median) | speedup |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
+        md.append("| compressor | file KiB (before -> after) | file ratio | mean rel. error | density | loaded as |"
+                + " val perplexity | decode tok/s (median) | decode speedup | prefill tok/s (median) |"
+                + " prefill speedup |\n|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|\n");
         double baseSpeed = median(rows.get(0).tokensPerSecond());
+        double basePrefill = median(rows.get(0).prefillPerSecond());
         for (Row r : rows) {
             String ppl = Double.isNaN(r.perplexity()) ? "not measured"
                     : String.format(Locale.ROOT, "%.3f", r.perplexity());
             double speed = median(r.tokensPerSecond());
+            double pre = median(r.prefillPerSecond());
             if (r.report() == null) {
-                md.append(String.format(Locale.ROOT, "| original | %s | 1.00x | 0 | 1.000 | %s | %.1f | 1.00x |%n",
-                        CompressBenchSupport.kib(originalBytes), ppl, speed));
+                md.append(String.format(Locale.ROOT, "| original | %s | 1.00x | 0 | 1.000 | %s | %s | %.1f | 1.00x |"
+                        + " %.0f | 1.00x |%n", CompressBenchSupport.kib(originalBytes), r.loadedAs(), ppl, speed,
+                        pre));
             } else {
                 CompressPipeline.Report rep = r.report();
-                md.append(String.format(Locale.ROOT, "| %s | %s -> %s | %.2fx | %.4f | %.3f | %s | %.1f | %.2fx |%n",
-                        r.label(), CompressBenchSupport.kib(rep.fileBytesBefore()),
+                md.append(String.format(Locale.ROOT, "| %s | %s -> %s | %.2fx | %.4f | %.3f | %s | %s | %.1f |"
+                        + " %.2fx | %.0f | %.2fx |%n", r.label(), CompressBenchSupport.kib(rep.fileBytesBefore()),
                         CompressBenchSupport.kib(rep.fileBytesAfter()),
                         rep.fileBytesBefore() / (double) rep.fileBytesAfter(),
-                        CompressBenchSupport.meanRelativeError(rep), CompressBenchSupport.density(rep), ppl, speed,
-                        speed / baseSpeed));
+                        CompressBenchSupport.meanRelativeError(rep), CompressBenchSupport.density(rep),
+                        r.loadedAs(), ppl, speed, speed / baseSpeed, pre, pre / basePrefill));
             }
         }
         md.append(String.format(Locale.ROOT, "%nMeasuring (perplexity and speed): %.1f minutes.%n%n", minutes));

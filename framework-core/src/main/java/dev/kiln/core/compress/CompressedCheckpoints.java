@@ -26,8 +26,12 @@ import java.util.Set;
  *       speedup and no memory saving once loaded.</li>
  *   <li>{@code magnitude} and {@code nm}: stored as the dense pruned tensor, so neither the file nor inference gets
  *       cheaper here; the zeros pay off only with a sparse kernel (2:4 on GPUs) or a sparse-aware file codec.</li>
- *   <li>{@code structured} ({@code .rows} + {@code .row_index}): the file is smaller; the layer is re-expanded with
- *       zero rows, so the zoo model keeps its shapes and inference costs the same.</li>
+ *   <li>{@code structured} ({@code .rows} + {@code .row_index}): the file is smaller; here the layer is
+ *       re-expanded with zero rows, but {@link dev.kiln.core.model.CheckpointModels} builds every layer the zoo
+ *       model can {@linkplain dev.kiln.core.model.ModelZoo#shrinkable shrink} genuinely narrower (fewer outputs,
+ *       matching batch-norm channels, fewer inputs in the next layer), so inference does less work. It removes the
+ *       pruned units outright, bias and batch-norm shift included; the classifier head and resnet's residual-path
+ *       convs stay full size with zero rows.</li>
  *   <li>{@code low-rank} ({@code .u}, {@code .v}): here the weight is rebuilt as {@code U V}; but
  *       {@link dev.kiln.core.model.CheckpointModels} loads a Linear layer stored this way as a
  *       {@link dev.kiln.core.model.FactoredLinear} (two thin matmuls) whenever {@code r (out + in) < out in}, so

@@ -14,6 +14,7 @@ import dev.kiln.core.train.TrainingRun;
 import dev.kiln.spi.KilnException;
 import dev.kiln.spi.Kind;
 import dev.kiln.spi.Registry;
+import dev.kiln.spi.augment.Augmentation;
 import dev.kiln.spi.compress.CompressedTensor;
 import dev.kiln.spi.compress.Compressor;
 import java.util.ArrayList;
@@ -42,9 +43,19 @@ public final class SparseSoup {
      * @param ingredients fine-tuned copies averaged per round, at least 1
      * @param rounds prune-retrain-average rounds; round r prunes to {@code sparsity * r / rounds}
      * @param fineTune the fine-tuning run of one ingredient (its seed is replaced per ingredient)
+     * @param ingredientAugmentations when not empty, ingredient i trains with entry {@code i mod size} in place of
+     *     {@code fineTune}'s augmentations, so the ingredients differ in augmentation as well as in seed
      */
-    public record Settings(double sparsity, boolean global, int ingredients, int rounds, TrainingConfig fineTune) {
+    public record Settings(double sparsity, boolean global, int ingredients, int rounds, TrainingConfig fineTune,
+            List<List<Augmentation>> ingredientAugmentations) {
+
+        /** Ingredients that differ in seed only. */
+        public Settings(double sparsity, boolean global, int ingredients, int rounds, TrainingConfig fineTune) {
+            this(sparsity, global, ingredients, rounds, fineTune, List.of());
+        }
+
         public Settings {
+            ingredientAugmentations = List.copyOf(ingredientAugmentations);
             if (!(sparsity >= 0 && sparsity < 1)) {
                 throw new KilnException("sparse soup: sparsity " + sparsity + " must be in [0, 1)");
             }
@@ -80,11 +91,24 @@ public final class SparseSoup {
         this.settings = settings;
     }
 
+    /** Told when an ingredient has been fine-tuned (rounds and ingredients count from 1). */
+    @FunctionalInterface
+    public interface Listener {
+        void onIngredient(int round, int ingredient, double accuracy);
+    }
+
     /**
      * Runs all rounds from {@code start} (every parameter of the model by stable name, e.g. from
      * {@link CompressedCheckpoints#load}); evaluates on {@code eval} when it is not null.
      */
     public Result run(Map<String, NDArray> start, ImageDataset train, ImageDataset eval, NDManager manager) {
+        return run(start, train, eval, manager, (round, ingredient, accuracy) -> {
+        });
+    }
+
+    /** {@link #run(Map, ImageDataset, ImageDataset, NDManager)}, telling {@code listener} after each ingredient. */
+    public Result run(Map<String, NDArray> start, ImageDataset train, ImageDataset eval, NDManager manager,
+            Listener listener) {
         Map<String, NDArray> soup = copy(start, manager);
         Map<String, NDArray> masks = new LinkedHashMap<>();
         List<Round> rounds = new ArrayList<>();
@@ -97,13 +121,19 @@ public final class SparseSoup {
             List<Double> accuracies = new ArrayList<>();
             for (int i = 0; i < settings.ingredients(); i++) {
                 long seed = settings.fineTune().seed() + 1000L * r + i;
-                TrainingConfig config = settings.fineTune().toBuilder().seed(seed).build();
+                TrainingConfig.Builder builder = settings.fineTune().toBuilder().seed(seed);
+                if (!settings.ingredientAugmentations().isEmpty()) {
+                    builder.augmentations(settings.ingredientAugmentations().get(
+                            i % settings.ingredientAugmentations().size()));
+                }
+                TrainingConfig config = builder.build();
                 try (NDManager scope = manager.newSubManager()) {
                     Map<String, NDArray> roundMasks = masks;
                     TrainingResult result = new TrainingRun(config, train, eval, null).startingFrom(soup)
                             .withStepHook((params, step) -> applyMaskToParameters(params, roundMasks))
                             .run(scope);
                     accuracies.add(result.finalAccuracy());
+                    listener.onIngredient(r, i + 1, result.finalAccuracy());
                     for (Map.Entry<String, Parameter> e : result.model().parameters().entrySet()) {
                         NDArray value = e.getValue().getArray().toType(DataType.FLOAT64, true);
                         NDArray previous = sum.get(e.getKey());

@@ -47,6 +47,10 @@ public final class DecoderLm implements AutoCloseable {
     private final Map<String, NDArray> weights = new LinkedHashMap<>();
     // transposes made once: an op's result joins its first operand's manager, so w.transpose() per call would leak
     private final Map<String, NDArray> transposed = new LinkedHashMap<>();
+    // low-rank linear weights run as two thin matmuls: weight name -> {V^T [in, r], U^T [r, out]}
+    private final Map<String, NDArray[]> factored = new LinkedHashMap<>();
+    private static final java.util.regex.Pattern LINEAR_WEIGHT = java.util.regex.Pattern.compile(
+            "layers\\.\\d+\\.(attn\\.qkv|attn\\.out|ffn\\.up|ffn\\.down)\\.weight");
 
     /**
      * A model with seeded random weights: linear weights N(0, 1/fan_in), embeddings N(0, 1), LayerNorm gains 1 and
@@ -267,11 +271,63 @@ public final class DecoderLm implements AutoCloseable {
             t.close();
         }
         transposed.clear();
+        // Factors describe the weights as they were when factor() was called; new weights make them stale.
+        for (NDArray[] f : factored.values()) {
+            f[0].close();
+            f[1].close();
+        }
+        factored.clear();
         for (Map.Entry<String, NDArray> e : weights.entrySet()) {
             if (e.getValue().getShape().dimension() == 2 && !e.getKey().startsWith("pos.")) {
                 transposed.put(e.getKey(), e.getValue().transpose());
             }
         }
+    }
+
+    /**
+     * Runs the linear layer of {@code weight} ({@code layers.{i}.attn.qkv.weight}, {@code attn.out}, {@code ffn.up}
+     * or {@code ffn.down}) as two thin matmuls, {@code y = (x V^T) U^T + b} with {@code u} [out, r] and {@code v}
+     * [r, in]: {@code r (in + out)} multiply-adds per token instead of {@code in * out}. For inference: the dense
+     * weight in {@link #weights()} is left as it is (callers load it with {@code U V} so both agree), and
+     * {@link #refreshDerived} (after training or loading) drops every factorisation.
+     *
+     * @throws KilnException when {@code weight} is not such a layer or the factors do not multiply to its shape
+     */
+    public void factor(String weight, NDArray u, NDArray v) {
+        NDArray w = weights.get(weight);
+        if (w == null || !LINEAR_WEIGHT.matcher(weight).matches()) {
+            throw new KilnException("decoder LM: '" + weight + "' is not a linear layer weight that can run"
+                    + " factored (layers.{i}.attn.qkv.weight, attn.out, ffn.up or ffn.down)");
+        }
+        Shape shape = w.getShape();
+        Shape us = u.getShape();
+        Shape vs = v.getShape();
+        if (us.dimension() != 2 || vs.dimension() != 2 || us.get(0) != shape.get(0) || vs.get(1) != shape.get(1)
+                || us.get(1) != vs.get(0) || us.get(1) < 1) {
+            throw new KilnException("decoder LM: factors " + us + " and " + vs + " of '" + weight + "' do not"
+                    + " multiply to its shape " + shape + "; expected [out, r] and [r, in]");
+        }
+        NDArray vt = v.toType(DataType.FLOAT32, false).transpose().duplicate();
+        NDArray ut = u.toType(DataType.FLOAT32, false).transpose().duplicate();
+        vt.attach(manager);
+        ut.attach(manager);
+        NDArray[] previous = factored.put(weight, new NDArray[] {vt, ut});
+        if (previous != null) {
+            previous[0].close();
+            previous[1].close();
+        }
+    }
+
+    /** Whether {@code weight} names a linear layer weight that {@link #factor} accepts. */
+    public static boolean isFactorable(String weight) {
+        return LINEAR_WEIGHT.matcher(weight).matches();
+    }
+
+    /** The weights currently run factored, with their ranks, in the order they were factored. */
+    public Map<String, Integer> factoredRanks() {
+        Map<String, Integer> out = new LinkedHashMap<>();
+        factored.forEach((name, f) -> out.put(name, (int) f[0].getShape().get(1)));
+        return out;
     }
 
     private int checkPrompts(int[][] prompts) {
@@ -508,6 +564,10 @@ public final class DecoderLm implements AutoCloseable {
     }
 
     private NDArray linear(NDArray x, String name) {
+        NDArray[] f = factored.get(name + ".weight");
+        if (f != null) {
+            return x.matMul(f[0]).matMul(f[1]).add(weights.get(name + ".bias"));
+        }
         return x.matMul(transposed.get(name + ".weight")).add(weights.get(name + ".bias"));
     }
 

@@ -101,7 +101,22 @@ public final class CheckpointModels {
                     : savedFactors(file, reader);
             Map<String, Integer> ranks = new LinkedHashMap<>();
             factored.forEach((layer, f) -> ranks.put(layer, f.rank()));
-            KilnModel model = ModelZoo.build(id, params, shape, classes.size(), ranks).initialize(manager, 0);
+            Map<String, ModelZoo.Shrinkable> shrinkable = new LinkedHashMap<>();
+            ModelZoo.shrinkable(id, params, shape, classes.size()).forEach(u -> shrinkable.put(u.layer(), u));
+            Map<String, long[]> keptRows = format.equals(COMPRESSED)
+                    ? structuredRows(file, reader, meta.get(CompressPipeline.METADATA_KEY), shrinkable)
+                    : Map.of();
+            Map<String, Integer> widths = new LinkedHashMap<>();
+            keptRows.forEach((layer, rows) -> widths.put(layer, rows.length));
+            if (!format.equals(COMPRESSED)) {
+                widths.putAll(savedWidths(reader, shrinkable));
+            }
+            KilnModel model;
+            try {
+                model = ModelZoo.build(id, params, shape, classes.size(), ranks, widths).initialize(manager, 0);
+            } catch (KilnException e) {
+                throw new KilnException("checkpoint " + file + ": " + e.getMessage(), e);
+            }
             try (NDManager scope = manager.newSubManager()) {
                 Map<String, NDArray> arrays = new LinkedHashMap<>();
                 if (format.equals(COMPRESSED)) {
@@ -116,6 +131,9 @@ public final class CheckpointModels {
                         } else {
                             arrays.put(e.getKey(), e.getValue());
                         }
+                    }
+                    for (Map.Entry<String, long[]> e : keptRows.entrySet()) {
+                        shrink(file, arrays, shrinkable.get(e.getKey()), e.getValue(), scope);
                     }
                 } else {
                     for (String name : reader.names()) {
@@ -190,6 +208,123 @@ public final class CheckpointModels {
             long rank = uShape[1];
             if (rank * (outFeatures + inFeatures) < outFeatures * inFeatures) {
                 out.put(layerOf(name), new LowRankFactors(name, u, v, (int) rank));
+            }
+        }
+        return out;
+    }
+
+    /**
+     * The layers to build narrower, by layer name, with the output rows they keep (ascending): every
+     * {@code <layer>.weight} in {@code structured} format whose layer the model can {@linkplain ModelZoo#shrinkable
+     * shrink}. Other structured tensors (the classifier head, resnet's residual-path convs) load full size with zero
+     * rows, as {@link CompressedCheckpoints#load} rebuilds them.
+     */
+    private static Map<String, long[]> structuredRows(Path file, SafetensorsReader reader, String record,
+            Map<String, ModelZoo.Shrinkable> shrinkable) {
+        Map<String, long[]> out = new LinkedHashMap<>();
+        if (record == null) {
+            return out;
+        }
+        JsonNode tensors = parse(file, CompressPipeline.METADATA_KEY, record).path("tensors");
+        for (Iterator<Map.Entry<String, JsonNode>> it = tensors.fields(); it.hasNext(); ) {
+            Map.Entry<String, JsonNode> e = it.next();
+            String name = e.getKey();
+            JsonNode entry = e.getValue();
+            ModelZoo.Shrinkable unit = shrinkable.get(layerOf(name));
+            if (unit == null || !name.endsWith(".weight")
+                    || !"structured".equals(entry.path("metadata").path("format").asText())) {
+                continue;
+            }
+            String indexName = entry.path("stored").path(".row_index").asText("");
+            if (!reader.contains(indexName)) {
+                // Left to CompressedCheckpoints.load, which names the missing part.
+                continue;
+            }
+            long rows = entry.path("shape").path(0).asLong(-1);
+            long[] kept;
+            try (NDManager scope = NDManager.newBaseManager()) {
+                kept = reader.read(indexName, scope).toType(ai.djl.ndarray.types.DataType.INT64, false)
+                        .toLongArray();
+            }
+            if (rows != unit.width()) {
+                throw new KilnException("checkpoint " + file + ": structured tensor '" + name + "' has " + rows
+                        + " rows but layer '" + unit.layer() + "' of this model has " + unit.width() + " outputs");
+            }
+            for (int i = 0; i < kept.length; i++) {
+                if (kept[i] < 0 || kept[i] >= rows || (i > 0 && kept[i] <= kept[i - 1])) {
+                    throw new KilnException("checkpoint " + file + ": structured tensor '" + name + "' keeps rows "
+                            + Arrays.toString(kept) + "; expected distinct ascending indices below " + rows);
+                }
+            }
+            if (kept.length == 0) {
+                throw new KilnException("checkpoint " + file + ": structured tensor '" + name + "' keeps no rows");
+            }
+            out.put(unit.layer(), kept);
+        }
+        return out;
+    }
+
+    /**
+     * Narrows {@code arrays} (the dense reconstruction, zero rows included) to the smaller layer: the layer's weight
+     * rows and bias entries, its batch norms' channels and its consumer's input columns, all to {@code kept}.
+     *
+     * <p>This removes the pruned units outright. A full-size model with zero rows would still pass each removed
+     * unit's bias (or batch-norm shift) through the activation into the next layer as a constant; after a padded
+     * conv that constant's contribution differs at the image border, so no narrower model can reproduce it. Removing
+     * the unit is the standard meaning of channel pruning, and it is exactly equal to the full-size model with the
+     * unit's weight row, bias and batch-norm scale and shift all zero.
+     */
+    private static void shrink(Path file, Map<String, NDArray> arrays, ModelZoo.Shrinkable unit, long[] kept,
+            NDManager scope) {
+        NDArray index = scope.create(kept);
+        String layer = unit.layer();
+        for (String part : List.of(layer + ".weight", layer + ".bias")) {
+            if (arrays.containsKey(part)) {
+                arrays.put(part, arrays.get(part).get(index));
+            }
+        }
+        for (String norm : unit.norms()) {
+            for (String stat : List.of(".weight", ".bias", ".running_mean", ".running_var")) {
+                if (arrays.containsKey(norm + stat)) {
+                    arrays.put(norm + stat, arrays.get(norm + stat).get(index));
+                }
+            }
+        }
+        String consumer = unit.consumer() + ".weight";
+        NDArray next = arrays.get(consumer);
+        if (next == null) {
+            throw new KilnException("checkpoint " + file + ": layer '" + layer + "' is stored narrower, but its"
+                    + " consumer '" + consumer + "' is not a dense weight in the checkpoint");
+        }
+        Shape shape = next.getShape();
+        long in = shape.get(1);
+        if (in % unit.width() != 0) {
+            throw new KilnException("checkpoint " + file + ": tensor '" + consumer + "' has " + in + " inputs, not a"
+                    + " multiple of the " + unit.width() + " outputs of '" + layer + "'");
+        }
+        // Input column c * block + j belongs to channel c (block = 1 after a Linear or for a conv kernel's channel
+        // axis, H * W after a flatten), so slicing channel blocks covers every case.
+        long outputs = shape.get(0);
+        long[] dims = shape.getShape();
+        long rest = shape.size() / (outputs * unit.width());
+        NDArray sliced = next.reshape(outputs, unit.width(), rest).transpose(1, 0, 2).get(index).transpose(1, 0, 2);
+        dims[1] = in / unit.width() * kept.length;
+        arrays.put(consumer, sliced.reshape(new Shape(dims)));
+    }
+
+    /**
+     * In a plain checkpoint saved from an already narrowed model, the width of each shrinkable layer as stored, so
+     * the model is rebuilt with the same structure.
+     */
+    private static Map<String, Integer> savedWidths(SafetensorsReader reader,
+            Map<String, ModelZoo.Shrinkable> shrinkable) {
+        Map<String, Integer> out = new LinkedHashMap<>();
+        for (ModelZoo.Shrinkable unit : shrinkable.values()) {
+            String weight = unit.layer() + ".weight";
+            String name = reader.contains(weight) ? weight : reader.contains(weight + ".u") ? weight + ".u" : null;
+            if (name != null && reader.info(name).shape().length >= 2
+                    && reader.info(name).shape()[0] != unit.width()) {
+                out.put(unit.layer(), (int) reader.info(name).shape()[0]);
             }
         }
         return out;

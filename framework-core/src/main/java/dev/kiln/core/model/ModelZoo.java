@@ -100,6 +100,20 @@ public final class ModelZoo {
      */
     public static KilnModel build(String id, Map<String, String> rawParameters, Shape sampleShape, int numClasses,
             Map<String, Integer> factoredRanks) {
+        return build(id, rawParameters, sampleShape, numClasses, factoredRanks, Map.of());
+    }
+
+    /**
+     * Builds (but does not initialise) a model with factored Linear layers (see above) and with some
+     * {@linkplain #shrinkable shrinkable} layers narrower than the parameters say: each entry of {@code widths} maps
+     * such a layer to its number of outputs (units of a Linear, filters of a conv). The layers after it take their
+     * input size from it (DJL infers input sizes), so the whole model is genuinely smaller.
+     *
+     * @throws KilnException when a name is not a Linear layer / shrinkable layer of this model, a rank is below 1,
+     *     or a width is below 1 or above the layer's full width
+     */
+    public static KilnModel build(String id, Map<String, String> rawParameters, Shape sampleShape, int numClasses,
+            Map<String, Integer> factoredRanks, Map<String, Integer> widths) {
         Entry entry = entry(id);
         if (sampleShape.dimension() != 3) {
             throw new KilnException("model '" + id + "' needs samples of shape (C, H, W), got " + sampleShape);
@@ -114,7 +128,7 @@ public final class ModelZoo {
                         + " with rank " + e.getValue() + "; the rank must be at least 1");
             }
         }
-        Layers layers = new Layers(factoredRanks);
+        Layers layers = new Layers(factoredRanks, widths);
         Block block = entry.factory().build(parameters, sampleShape, numClasses, layers);
         Set<String> unknown = new TreeSet<>(factoredRanks.keySet());
         unknown.removeAll(layers.linearNames);
@@ -122,7 +136,43 @@ public final class ModelZoo {
             throw new KilnException("model '" + id + "' has no Linear layer " + String.join(", ", unknown)
                     + " to factor; its Linear layers are " + String.join(", ", layers.linearNames));
         }
+        Set<String> notShrinkable = new TreeSet<>(widths.keySet());
+        layers.shrinkable.forEach(s -> notShrinkable.remove(s.layer()));
+        if (!notShrinkable.isEmpty()) {
+            throw new KilnException("model '" + id + "' cannot narrow layer " + String.join(", ", notShrinkable)
+                    + "; the layers whose outputs can be removed are " + (layers.shrinkable.isEmpty() ? "none"
+                    : String.join(", ", layers.shrinkable.stream().map(Shrinkable::layer).toList()))
+                    + " (the classifier head keeps every class, and resnet's residual sums fix the width of the stem,"
+                    + " each block's second conv and shortcut)");
+        }
         return new KilnModel(id, parameters, block, layers.named, sampleShape, numClasses);
+    }
+
+    /**
+     * A layer whose output rows (Linear units or conv filters) can be removed to make the model smaller, and what
+     * else must shrink with it.
+     *
+     * @param layer the layer's stable name, e.g. {@code conv1}
+     * @param width its full number of outputs
+     * @param norms batch-norm layers between it and its consumer, whose channels are the layer's outputs
+     * @param consumer the one layer that reads its outputs, whose input columns (dimension 1 of its weight) must be
+     *     sliced to match; after a flatten each output channel owns a contiguous block of input columns
+     */
+    public record Shrinkable(String layer, int width, List<String> norms, String consumer) {
+    }
+
+    /**
+     * The layers of this model whose outputs can be removed, in definition order: {@code mlp} hidden layers;
+     * {@code cnn} convs (with their batch norm) and hidden Linear; {@code resnet} only each residual block's first
+     * conv, since the residual sums need the stem, the second convs and the shortcuts to agree on one channel set.
+     * The classifier head never loses outputs.
+     */
+    public static List<Shrinkable> shrinkable(String id, Map<String, String> rawParameters, Shape sampleShape,
+            int numClasses) {
+        Entry entry = entry(id);
+        Layers layers = new Layers(Map.of(), Map.of());
+        entry.factory().build(bind(entry, rawParameters), sampleShape, numClasses, layers);
+        return List.copyOf(layers.shrinkable);
     }
 
     private static Entry entry(String id) {
@@ -143,22 +193,47 @@ public final class ModelZoo {
         Block build(Parameters p, Shape sample, int classes, Layers named);
     }
 
-    /** The stable names a factory registers, and which of its Linear layers are to be factored. */
+    /** The stable names a factory registers, which Linear layers are factored and which layers are narrowed. */
     private static final class Layers {
         private final List<Pair<String, Block>> named = new ArrayList<>();
         private final Map<String, Integer> factoredRanks;
+        private final Map<String, Integer> widths;
         private final List<String> linearNames = new ArrayList<>();
+        private final List<Shrinkable> shrinkable = new ArrayList<>();
 
-        Layers(Map<String, Integer> factoredRanks) {
+        Layers(Map<String, Integer> factoredRanks, Map<String, Integer> widths) {
             this.factoredRanks = factoredRanks;
+            this.widths = widths;
         }
 
         /** A dense Linear with bias, or its factored form when the caller asked for one under this name. */
         Block linear(String name, int units) {
             linearNames.add(name);
             Integer rank = factoredRanks.get(name);
-            Block block = rank == null ? Linear.builder().setUnits(units).build() : new FactoredLinear(rank, units);
+            int width = width(name, units);
+            Block block = rank == null ? Linear.builder().setUnits(width).build() : new FactoredLinear(rank, width);
             return named(this, name, block);
+        }
+
+        /**
+         * The outputs a layer gets: {@code full}, or the narrower width asked for. Only layers declared through
+         * {@link #shrinks} may be narrowed; the check that no other name was asked for runs after the build.
+         */
+        int width(String name, int full) {
+            Integer w = widths.get(name);
+            if (w == null) {
+                return full;
+            }
+            if (w < 1 || w > full) {
+                throw new KilnException("layer '" + name + "' cannot have " + w + " outputs; it has " + full
+                        + " at full width, and a narrowed layer keeps between 1 and " + full);
+            }
+            return w;
+        }
+
+        /** Declares that {@code layer}'s outputs may be removed, with the norms and the consumer that follow it. */
+        void shrinks(String layer, int full, List<String> norms, String consumer) {
+            shrinkable.add(new Shrinkable(layer, full, List.copyOf(norms), consumer));
         }
     }
 
@@ -193,6 +268,7 @@ public final class ModelZoo {
         for (int i = 0; i < sizes.size(); i++) {
             net.add(named.linear("fc" + (i + 1), sizes.get(i)));
             net.add(Activation.reluBlock());
+            named.shrinks("fc" + (i + 1), sizes.get(i), List.of(), i + 1 < sizes.size() ? "fc" + (i + 2) : "head");
         }
         net.add(named.linear("head", classes));
         return net;
@@ -210,8 +286,11 @@ public final class ModelZoo {
         }
         boolean batchNorm = p.getBoolean("batch-norm");
         SequentialBlock net = new SequentialBlock();
+        int hidden = p.getInt("hidden");
         for (int stage = 1; stage <= 2; stage++) {
-            int filters = width * stage;
+            int filters = named.width("conv" + stage, width * stage);
+            named.shrinks("conv" + stage, width * stage, batchNorm ? List.of("bn" + stage) : List.of(),
+                    stage == 1 ? "conv2" : hidden > 0 ? "fc1" : "fc");
             net.add(named(named, "conv" + stage, Conv2d.builder().setKernelShape(new Shape(kernel, kernel))
                     .optPadding(new Shape(kernel / 2, kernel / 2)).setFilters(filters).optBias(!batchNorm).build()));
             if (batchNorm) {
@@ -221,10 +300,10 @@ public final class ModelZoo {
             net.add(Pool.maxPool2dBlock(new Shape(2, 2), new Shape(2, 2)));
         }
         net.add(Blocks.batchFlattenBlock());
-        int hidden = p.getInt("hidden");
         if (hidden > 0) {
             net.add(named.linear("fc1", hidden));
             net.add(Activation.reluBlock());
+            named.shrinks("fc1", hidden, List.of(), "fc");
         }
         net.add(named.linear("fc", classes));
         return net;
@@ -263,10 +342,13 @@ public final class ModelZoo {
 
     /** BN-ReLU-conv-BN-ReLU-conv plus a shortcut: identity, or a strided 1x1 conv when the shape changes. */
     private static Block residual(Layers named, String name, int in, int out, int stride) {
+        // conv1's outputs only feed bn2 and conv2 inside the block, so they may be removed; everything on the
+        // residual path (conv2, shortcut, the stem) must keep the channel set the sums add up.
+        named.shrinks(name + ".conv1", out, List.of(name + ".bn2"), name + ".conv2");
         SequentialBlock main = new SequentialBlock()
                 .add(named(named, name + ".bn1", BatchNorm.builder().build()))
                 .add(Activation.reluBlock())
-                .add(named(named, name + ".conv1", conv(out, 3, stride)))
+                .add(named(named, name + ".conv1", conv(named.width(name + ".conv1", out), 3, stride)))
                 .add(named(named, name + ".bn2", BatchNorm.builder().build()))
                 .add(Activation.reluBlock())
                 .add(named(named, name + ".conv2", conv(out, 3, 1)));

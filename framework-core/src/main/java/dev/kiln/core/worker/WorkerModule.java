@@ -26,6 +26,7 @@ public class WorkerModule extends AbstractModule {
         goals.addBinding("train").to(TrainGoal.class);
         goals.addBinding("benchmark").to(dev.kiln.core.bench.BenchmarkGoal.class);
         goals.addBinding("compress").to(dev.kiln.core.compress.CompressGoal.class);
+        goals.addBinding("soup").to(dev.kiln.core.compress.SoupGoal.class);
     }
 
     @Provides

@@ -185,6 +185,30 @@ class SparseSoupTest {
     }
 
     @Test
+    void ingredientsCanEachHaveTheirOwnAugmentation() {
+        // Pass-through augmentations that count the batches they see: ingredient i trains with list i mod 2, so with
+        // three ingredients the first list serves ingredients 0 and 2 and the second only ingredient 1.
+        AtomicLong first = new AtomicLong();
+        AtomicLong second = new AtomicLong();
+        dev.kiln.spi.augment.Augmentation a = (batch, ctx) -> {
+            first.incrementAndGet();
+            return new dev.kiln.spi.augment.MixedBatch(batch.inputs(), batch.softTargets());
+        };
+        dev.kiln.spi.augment.Augmentation b = (batch, ctx) -> {
+            second.incrementAndGet();
+            return new dev.kiln.spi.augment.MixedBatch(batch.inputs(), batch.softTargets());
+        };
+        SparseSoup soup = new SparseSoup(CompressTestTechniques.registry(), new SparseSoup.Settings(0.5, false, 3,
+                1, config().epochs(1).build(), List.of(List.of(a), List.of(b))));
+        try (NDManager manager = NDManager.newBaseManager()) {
+            soup.run(start(manager), tune, null, manager);
+        }
+        long steps = tune.batchCount(32);
+        assertEquals(2 * steps, first.get());
+        assertEquals(steps, second.get());
+    }
+
+    @Test
     void badSettingsFailNamingTheSetting() {
         TrainingConfig ok = config().build();
         assertTrue(assertThrows(KilnException.class, () -> new SparseSoup.Settings(1.0, false, 2, 1, ok))

@@ -2,10 +2,14 @@ package dev.kiln.core.lm.train;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
+import com.fasterxml.jackson.databind.JsonNode;
+import dev.kiln.core.compress.CompressPipeline;
+import dev.kiln.core.compress.CompressedCheckpoints;
 import dev.kiln.core.lm.DecoderConfig;
 import dev.kiln.core.lm.DecoderLm;
 import dev.kiln.core.safetensors.SafetensorsReader;
 import dev.kiln.core.safetensors.SafetensorsWriter;
+import dev.kiln.core.worker.Json;
 import dev.kiln.spi.KilnException;
 import java.nio.file.Path;
 import java.util.Arrays;
@@ -58,9 +62,19 @@ public final class LmCheckpoint {
         return model;
     }
 
-    /** Copies the tensors of {@code file} into {@code model}'s weights; every name and shape must match. */
+    /**
+     * Copies the tensors of {@code file} into {@code model}'s weights; every name and shape must match. A checkpoint
+     * written by {@code kiln:compress} loads too: every weight as its dense reconstruction, and each linear layer
+     * stored in {@code low-rank} format at a rank where it is cheaper ({@code r (out + in) < out in}) additionally
+     * {@linkplain DecoderLm#factor runs as two thin matmuls}. The embeddings (and the tied head) always run dense.
+     */
     public static void loadInto(DecoderLm model, Path file) {
         try (SafetensorsReader r = SafetensorsReader.open(file)) {
+            String record = r.metadata() == null ? null : r.metadata().get(CompressPipeline.METADATA_KEY);
+            if (record != null) {
+                loadCompressed(model, file, r, record);
+                return;
+            }
             for (Map.Entry<String, NDArray> e : model.weights().entrySet()) {
                 String name = e.getKey();
                 if (!r.contains(name)) {
@@ -76,6 +90,48 @@ public final class LmCheckpoint {
             }
         }
         model.refreshDerived();
+    }
+
+    private static void loadCompressed(DecoderLm model, Path file, SafetensorsReader reader, String record) {
+        JsonNode tensors;
+        try {
+            tensors = Json.MAPPER.readTree(record).path("tensors");
+        } catch (java.io.IOException e) {
+            throw new KilnException("LM checkpoint " + file + ": metadata " + CompressPipeline.METADATA_KEY
+                    + " is not JSON: " + e.getMessage(), e);
+        }
+        try (NDManager scope = NDManager.newBaseManager()) {
+            Map<String, NDArray> dense = CompressedCheckpoints.load(file, scope);
+            for (Map.Entry<String, NDArray> e : model.weights().entrySet()) {
+                NDArray value = dense.get(e.getKey());
+                if (value == null) {
+                    throw new KilnException("LM checkpoint " + file + " lacks tensor '" + e.getKey() + "'");
+                }
+                if (!value.getShape().equals(e.getValue().getShape())) {
+                    throw new KilnException("LM checkpoint " + file + ": tensor '" + e.getKey() + "' has shape "
+                            + value.getShape() + ", the model needs " + e.getValue().getShape());
+                }
+                e.getValue().set(value.toFloatArray());
+            }
+            model.refreshDerived();
+            for (java.util.Iterator<Map.Entry<String, JsonNode>> it = tensors.fields(); it.hasNext(); ) {
+                Map.Entry<String, JsonNode> e = it.next();
+                String name = e.getKey();
+                JsonNode entry = e.getValue();
+                if (!DecoderLm.isFactorable(name)
+                        || !"low-rank".equals(entry.path("metadata").path("format").asText())) {
+                    continue;
+                }
+                NDArray u = reader.read(entry.path("stored").path(".u").asText(), scope);
+                NDArray v = reader.read(entry.path("stored").path(".v").asText(), scope);
+                long out = u.getShape().get(0);
+                long in = v.getShape().get(1);
+                long rank = u.getShape().get(1);
+                if (rank * (out + in) < out * in) {
+                    model.factor(name, u, v);
+                }
+            }
+        }
     }
 
     private static int intOf(Map<String, String> m, Path file, String key) {
