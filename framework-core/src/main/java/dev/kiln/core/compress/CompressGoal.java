@@ -1,6 +1,5 @@
 package dev.kiln.core.compress;
 
-import dev.kiln.core.model.CheckpointModels;
 import static dev.kiln.core.worker.GoalConfig.text;
 import static dev.kiln.core.worker.GoalConfig.strings;
 
@@ -9,6 +8,7 @@ import ai.djl.ndarray.NDManager;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.kiln.core.data.Checksums;
+import dev.kiln.core.model.CheckpointModels;
 import dev.kiln.core.data.DataSource;
 import dev.kiln.core.data.Datasets;
 import dev.kiln.core.data.LabeledData;
@@ -30,6 +30,7 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import javax.inject.Inject;
@@ -129,6 +130,11 @@ public final class CompressGoal implements Goal {
         Double before = null;
         Double after = null;
         CompressPipeline pipeline = new CompressPipeline(id, bound.asMap(), compressor);
+        List<String> pruned = CompressPipeline.defaultScope(id, checkpoint);
+        if (pruned != null) {
+            events.emit(Event.info(id + ": pruning " + (pruned.isEmpty() ? "nothing" : String.join(", ", pruned))
+                    + " (the layers that load narrower); the head and the residual path keep every output"));
+        }
         CompressPipeline.Report outcome;
         try (NDManager manager = engine.newBaseManager()) {
             if (data != null) {

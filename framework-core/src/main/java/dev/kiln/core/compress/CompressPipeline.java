@@ -6,6 +6,7 @@ import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import dev.kiln.core.io.AtomicFiles;
+import dev.kiln.core.model.CheckpointModels;
 import dev.kiln.core.safetensors.SafetensorsReader;
 import dev.kiln.core.safetensors.SafetensorsWriter;
 import dev.kiln.core.safetensors.TensorInfo;
@@ -49,6 +50,8 @@ public final class CompressPipeline {
     private final String compressorId;
     private final Map<String, Object> parameters;
     private final Compressor compressor;
+    /** When set, only these tensor names may be compressed; the others are copied as they are. */
+    private java.util.Set<String> onlyNames;
 
     /**
      * @param compressorId the id the compressor was created from (recorded in the output)
@@ -59,6 +62,25 @@ public final class CompressPipeline {
         this.compressorId = compressorId;
         this.parameters = new LinkedHashMap<>(parameters);
         this.compressor = compressor;
+    }
+
+    /**
+     * The tensors a compressor may touch in {@code checkpoint} when the caller names none: for {@code structured} on a
+     * Kiln classifier, the weights of the layers that load narrower ({@link CheckpointModels#shrinkableWeights}),
+     * since rows removed elsewhere would only be zeroed (residual paths) or, in the head, delete whole classes; null
+     * (every eligible tensor) otherwise.
+     */
+    public static List<String> defaultScope(String compressorId, Path checkpoint) {
+        return "structured".equals(compressorId) ? CheckpointModels.shrinkableWeights(checkpoint) : null;
+    }
+
+    /**
+     * Compresses at most the tensors named in {@code names} (e.g. the layers a model can load narrower for
+     * {@code structured}); every other tensor is copied unchanged. Returns this pipeline.
+     */
+    public CompressPipeline restrictTo(java.util.Collection<String> names) {
+        this.onlyNames = java.util.Set.copyOf(names);
+        return this;
     }
 
     /** Per-tensor outcome; {@code density} is the fraction of non-zero entries in the reconstruction. */
@@ -125,6 +147,8 @@ public final class CompressPipeline {
                         + FORMAT + "); compress the original model instead");
             }
             Set<String> originalNames = new LinkedHashSet<>(reader.names());
+            List<String> allowed = onlyNames != null ? List.copyOf(onlyNames) : defaultScope(compressorId, input);
+            Set<String> only = allowed == null ? null : Set.copyOf(allowed);
             Map<String, NDArray> arrays = new LinkedHashMap<>();
             Map<String, Object> record = new LinkedHashMap<>();
             record.put("compressor", compressorId);
@@ -137,7 +161,7 @@ public final class CompressPipeline {
                 NDArray original = reader.read(name, scope);
                 Shape shape = original.getShape();
                 boolean eligible = original.getDataType().isFloating() && isCompressible(name, shape)
-                        && compressor.appliesTo(name, shape);
+                        && (only == null || only.contains(name)) && compressor.appliesTo(name, shape);
                 if (!eligible) {
                     put(arrays, name, original, name, originalNames);
                     bytesAfter += info.byteLength();

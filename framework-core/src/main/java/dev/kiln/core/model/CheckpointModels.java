@@ -68,6 +68,27 @@ public final class CheckpointModels {
     }
 
     /**
+     * The weight names of the layers whose outputs {@code file}'s model can lose and still load as smaller dense
+     * layers ({@link ModelZoo#shrinkable}), or null when {@code file} is not a Kiln classifier checkpoint.
+     */
+    public static List<String> shrinkableWeights(Path file) {
+        try (SafetensorsReader reader = SafetensorsReader.open(file)) {
+            Map<String, String> meta = reader.metadata() == null ? Map.of() : reader.metadata();
+            for (String key : REQUIRED_KEYS) {
+                if (meta.get(key) == null || meta.get(key).isBlank()) {
+                    return null;
+                }
+            }
+            String id = meta.get("kiln.model");
+            Map<String, String> params = stringMap(file, "kiln.model.parameters", meta.get("kiln.model.parameters"));
+            List<String> classes = stringList(file, "kiln.data.classes", meta.get("kiln.data.classes"));
+            Shape shape = parseShape(file, meta.get("kiln.input.shape"));
+            return ModelZoo.shrinkable(id, params, shape, classes.size()).stream().map(s -> s.layer() + ".weight")
+                    .toList();
+        }
+    }
+
+    /**
      * Loads {@code file}; the model's parameters live in {@code manager}.
      *
      * @throws KilnException when the file is missing, not safetensors, not a Kiln classifier checkpoint (naming the

@@ -296,6 +296,28 @@ class CompressPipelineTest {
     }
 
     @Test
+    void structuredPrunesOnlyTheLayersThatLoadNarrower() throws Exception {
+        Path out = dir.resolve("goal/structured.safetensors");
+        ObjectNode config = Json.MAPPER.createObjectNode();
+        config.put("checkpoint", model.toString());
+        config.putObject("compressor").put("id", "structured");
+        config.put("output", out.toString());
+        List<Event> events = new ArrayList<>();
+        new CompressGoal(CompressTestTechniques.registry()).run(new WorkerRequest("compress", config, 1, null, true),
+                events::add);
+        try (SafetensorsReader reader = SafetensorsReader.open(out)) {
+            // the cnn's shrinkable layers are conv1, conv2 and fc1; the head fc keeps every class
+            for (String layer : List.of("conv1", "conv2", "fc1")) {
+                assertTrue(reader.names().contains(layer + ".weight.q"), layer + ": " + reader.names());
+            }
+            assertTrue(reader.names().contains("fc.weight") && !reader.names().contains("fc.weight.q"),
+                    reader.names().toString());
+        }
+        assertTrue(events.stream().anyMatch(e -> e.message().startsWith("structured: pruning conv1.weight, "
+                + "conv2.weight, fc1.weight")), events.toString());
+    }
+
+    @Test
     void badInputsFailNamingTheProblem() {
         CompressPipeline int8 = pipeline("int8", Map.of());
         KilnException same = assertThrows(KilnException.class, () -> int8.run(model, model,

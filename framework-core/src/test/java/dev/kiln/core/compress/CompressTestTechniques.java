@@ -35,6 +35,9 @@ final class CompressTestTechniques implements TechniqueProvider {
     public List<Technique<?>> techniques() {
         return List.of(
                 SimpleTechnique.of(Kind.COMPRESS, "int8", "test int8", List.of(), p -> new Int8()),
+                // stands in for plugins-compress's structured under its id, to see which tensors the goal offers it
+                SimpleTechnique.of(Kind.COMPRESS, "structured", "test stand-in (int8 format)", List.of(),
+                        p -> new Int8()),
                 SimpleTechnique.of(Kind.COMPRESS, "magnitude", "test magnitude",
                         List.of(ParameterSpec.decimal("sparsity", 0.5, "zeroed fraction").between(0, 1)),
                         p -> new Magnitude(p.getDouble("sparsity"))));
