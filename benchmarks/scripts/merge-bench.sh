@@ -3,9 +3,10 @@
 #   benchmarks/scripts/merge-bench.sh memory   # 3 synthetic ~1.6 GB checkpoints in /tmp, child JVMs with -Xmx512m
 #   benchmarks/scripts/merge-bench.sh speed    # merge GB/s vs reading the same files, same JVM, warm page cache
 #   benchmarks/scripts/merge-bench.sh quality  # Fashion-MNIST: base cnn + 5 fine-tunes, every merge method
+#   benchmarks/scripts/merge-bench.sh multitask  # one encoder, four Fashion-MNIST tasks with own heads (FusionBench)
 #   benchmarks/scripts/merge-bench.sh all      # memory, then speed on the same files (then deleted), then quality
 # Needs about 6.5 GB free under /tmp for memory/speed. Extra arguments go to the runner.
-# Writes docs/results/merge-memory.md, merge-speed.md, merge-quality.md.
+# Writes docs/results/merge-memory.md, merge-speed.md, merge-quality.md, merge-multitask.md.
 set -euo pipefail
 
 WHAT="${1:-all}"
@@ -26,10 +27,12 @@ case "$WHAT" in
       --command "benchmarks/scripts/merge-bench.sh speed $*" "$@" ;;
   quality)
     "${JAVA[@]}" dev.kiln.benchmarks.merge.MergeQuality --command "benchmarks/scripts/merge-bench.sh quality $*" "$@" ;;
+  multitask)
+    "${JAVA[@]}" dev.kiln.benchmarks.merge.MultiTaskMerge --command "benchmarks/scripts/merge-bench.sh multitask $*" "$@" ;;
   all)
     "${JAVA[@]}" dev.kiln.benchmarks.merge.MergeMemory --keep true --command "benchmarks/scripts/merge-bench.sh all"
     java -Xmx2g -XX:MaxDirectMemorySize=4g "${JAVA[@]:1}" dev.kiln.benchmarks.merge.MergeSpeed --command "benchmarks/scripts/merge-bench.sh all"
     "${JAVA[@]}" dev.kiln.benchmarks.merge.MergeQuality --command "benchmarks/scripts/merge-bench.sh all" ;;
   *)
-    echo "usage: $0 memory|speed|quality|all [runner options]" >&2; exit 2 ;;
+    echo "usage: $0 memory|speed|quality|multitask|all [runner options]" >&2; exit 2 ;;
 esac
