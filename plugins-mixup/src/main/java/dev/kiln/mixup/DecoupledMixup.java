@@ -48,8 +48,8 @@ final class DecoupledMixup extends MixingAugmentation {
         double lam = BetaSampler.beta(context.random(), alpha, alpha);
         double[] lams = Mixing.filled(n, lam);
         NDArray x = batch.inputs();
-        NDArray mixed = Mixing.blend(scope, x, Mixing.gather(scope, x, partner), lams);
-        NDArray targets = Mixing.mixTargets(scope, Mixing.smoothedTargets(batch, smoothing), partner, lams);
+        NDArray mixed = Mixing.mix(scope, x, partner, lams);
+        NDArray targets = Mixing.mixedTargets(scope, batch, smoothing, partner, lams);
         long[] classes = classes(batch);
         long[] partnerClasses = new long[n];
         for (int i = 0; i < n; i++) {

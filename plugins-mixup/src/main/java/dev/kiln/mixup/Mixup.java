@@ -29,8 +29,8 @@ final class Mixup extends MixingAugmentation {
                 ? Mixing.filled(n, BetaSampler.beta(context.random(), alpha, alpha))
                 : BetaSampler.symmetric(context.random(), alpha, n);
         NDArray x = batch.inputs();
-        NDArray mixed = Mixing.blend(scope, x, Mixing.gather(scope, x, partner), lam);
-        NDArray targets = Mixing.mixTargets(scope, Mixing.smoothedTargets(batch, smoothing), partner, lam);
+        NDArray mixed = Mixing.mix(scope, x, partner, lam);
+        NDArray targets = Mixing.mixedTargets(scope, batch, smoothing, partner, lam);
         return new Mixed(mixed, targets);
     }
 }

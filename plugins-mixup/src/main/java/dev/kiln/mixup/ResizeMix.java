@@ -38,16 +38,17 @@ final class ResizeMix extends MixingAugmentation {
         int[] box = Mixing.box(context.random(), height, width, tau);
         int boxH = box[1] - box[0];
         int boxW = box[3] - box[2];
-        NDArray targets = Mixing.smoothedTargets(batch, smoothing);
         if (boxH == 0 || boxW == 0) {
             // A box clipped to nothing pastes nothing; the resize of an empty target would fail.
-            return new Mixed(x.duplicate(), Mixing.mixTargets(scope, targets, partner, Mixing.filled(n, 1.0)));
+            return unmixed(batch);
         }
-        NDArray patch = resize(Mixing.gather(scope, x, partner), boxH, boxW);
+        // The resize works on each sample alone, so resizing the batch and then taking the partners' rows of the
+        // small patch gives the same pixels as resizing the partners, and only the patch is permuted.
+        NDArray patch = Mixing.gather(scope, resize(x, boxH, boxW), partner);
         NDArray mixed = x.duplicate();
         mixed.set(new NDIndex(":, :, {}:{}, {}:{}", box[0], box[1], box[2], box[3]), patch);
         double lam = Mixing.keptFraction(box, height, width);
-        return new Mixed(mixed, Mixing.mixTargets(scope, targets, partner, Mixing.filled(n, lam)));
+        return new Mixed(mixed, Mixing.mixedTargets(scope, batch, smoothing, partner, Mixing.filled(n, lam)));
     }
 
     /**
