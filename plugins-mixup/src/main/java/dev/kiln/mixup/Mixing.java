@@ -254,17 +254,43 @@ final class Mixing {
      * Works for any rank and dtype of {@code a}; the result is a new array in {@code a}'s dtype.
      */
     static NDArray mixHalves(NDManager scope, NDArray a, double lam, double scale) {
-        Shape shape = a.getShape();
+        return mixHalves(a, halvesMatrix(scope, lam, scale, a.getDataType()));
+    }
+
+    /** {@code m @ a.reshape(2, -1)}, back in {@code a}'s shape; m is a 2 x 2 mixing matrix in a's dtype. */
+    private static NDArray mixHalves(NDArray a, NDArray m) {
+        return m.matMul(a.reshape(2, -1)).reshape(a.getShape());
+    }
+
+    /** {@code scale * [[lam, 1 - lam], [1 - lam, lam]]} in {@code dtype}. */
+    private static NDArray halvesMatrix(NDManager scope, double lam, double scale, DataType dtype) {
         double keep = lam * scale;
         double swap = (1 - lam) * scale;
-        DataType dtype = a.getDataType();
-        NDArray m = dtype == DataType.FLOAT64
-                ? scope.create(new double[] {keep, swap, swap, keep}, new Shape(2, 2))
-                : scope.create(new float[] {(float) keep, (float) swap, (float) swap, (float) keep}, new Shape(2, 2));
-        if (m.getDataType() != dtype) {
-            m = m.toType(dtype, false);
+        if (dtype == DataType.FLOAT64) {
+            return scope.create(new double[] {keep, swap, swap, keep}, new Shape(2, 2));
         }
-        return m.matMul(a.reshape(2, -1)).reshape(shape);
+        NDArray m = scope.create(new float[] {(float) keep, (float) swap, (float) swap, (float) keep}, new Shape(2, 2));
+        return dtype == DataType.FLOAT32 ? m : m.toType(dtype, false);
+    }
+
+    /**
+     * Mixed inputs and mixed, smoothed targets of one batch with the same partners and coefficients: {@link #mix}
+     * and {@link #mixedTargets} in one call, so that the product path creates its mixing matrix once when inputs and
+     * targets can share it (float32 inputs, no smoothing). Returns {inputs, targets}.
+     */
+    static NDArray[] mixBoth(NDManager scope, Batch batch, double eps, long[] partner, double[] lam) {
+        double shared = uniform(lam);
+        if (Double.isNaN(shared) || !isHalfSwap(partner)) {
+            return new NDArray[] {mix(scope, batch.inputs(), partner, lam),
+                mixedTargets(scope, batch, eps, partner, lam)};
+        }
+        NDArray x = batch.inputs();
+        NDArray m = halvesMatrix(scope, shared, 1.0, x.getDataType());
+        NDArray inputs = mixHalves(x, m);
+        NDArray targetMatrix = eps == 0 && x.getDataType() == DataType.FLOAT32 ? m
+                : halvesMatrix(scope, shared, 1 - eps, DataType.FLOAT32);
+        NDArray targets = mixHalves(batch.softTargets(), targetMatrix);
+        return new NDArray[] {inputs, eps == 0 ? targets : targets.addi(eps / batch.numClasses())};
     }
 
     /**

@@ -28,9 +28,7 @@ final class Mixup extends MixingAugmentation {
         double[] lam = mode == Mixing.Mode.BATCH
                 ? Mixing.filled(n, BetaSampler.beta(context.random(), alpha, alpha))
                 : BetaSampler.symmetric(context.random(), alpha, n);
-        NDArray x = batch.inputs();
-        NDArray mixed = Mixing.mix(scope, x, partner, lam);
-        NDArray targets = Mixing.mixedTargets(scope, batch, smoothing, partner, lam);
-        return new Mixed(mixed, targets);
+        NDArray[] mixed = Mixing.mixBoth(scope, batch, smoothing, partner, lam);
+        return new Mixed(mixed[0], mixed[1]);
     }
 }

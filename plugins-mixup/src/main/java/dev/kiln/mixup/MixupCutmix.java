@@ -67,11 +67,12 @@ final class MixupCutmix extends MixingAugmentation {
             if (!anyBlend && targetLam[0] == 1.0) {
                 return unmixed(batch);
             }
-            NDArray targets = Mixing.mixedTargets(scope, batch, smoothing, partner, targetLam);
             if (anyBlend) {
-                return new Mixed(Mixing.mix(scope, x, partner, blendLam), targets);
+                NDArray[] mixed = Mixing.mixBoth(scope, batch, smoothing, partner, blendLam);
+                return new Mixed(mixed[0], mixed[1]);
             }
-            return new Mixed(Mixing.pasteBox(scope, x, boxes[0], partner), targets);
+            return new Mixed(Mixing.pasteBox(scope, x, boxes[0], partner),
+                    Mixing.mixedTargets(scope, batch, smoothing, partner, targetLam));
         }
         NDArray xp = Mixing.gather(scope, x, partner);
         // A sample that is cut has blend coefficient 1, so the blend leaves it as it was before the paste.

@@ -93,6 +93,34 @@ class MixingTest {
         }
     }
 
+    @Test
+    void mixBothEqualsMixAndMixedTargetsApart() {
+        // The shared-matrix path (float32, no smoothing) and the separate-matrix paths (smoothing, float64 inputs)
+        // against the two single-purpose calls, for the product path (even, halves) and the general ones.
+        int k = 5;
+        for (int n : new int[] {4, 5}) {
+            for (DataType dtype : List.of(DataType.FLOAT32, DataType.FLOAT64)) {
+                for (double eps : new double[] {0, 0.2}) {
+                    NDArray x = Fixtures.images(manager, new Random(n), n, 2, 3, 3).toType(dtype, false);
+                    long[] y = new long[n];
+                    for (int i = 0; i < n; i++) {
+                        y[i] = (i * 2L) % k;
+                    }
+                    Batch batch = new Batch(x, manager.create(y), k);
+                    for (long[] partner : partnerLists(n)) {
+                        double[] lam = Mixing.filled(n, 0.7);
+                        NDArray[] both = Mixing.mixBoth(manager, batch, eps, partner, lam);
+                        NDArray inputs = Mixing.blend(manager, x, Mixing.gather(manager, x, partner), lam);
+                        NDArray targets = Mixing.mixTargets(manager, Mixing.smoothedTargets(batch, eps), partner, lam);
+                        assertEquals(dtype, both[0].getDataType());
+                        assertArrayEquals(Fixtures.host(inputs), Fixtures.host(both[0]), 1e-6);
+                        assertArrayEquals(Fixtures.host(targets), Fixtures.host(both[1]), 1e-6);
+                    }
+                }
+            }
+        }
+    }
+
     /** Every kind of partner list: reversal, halves (even and odd), an explicit permutation. */
     private static List<long[]> partnerLists(int n) {
         return List.of(Mixing.partners(n, Mixing.Pairing.FLIP, null), Mixing.partners(n, Mixing.Pairing.HALVES, null),
