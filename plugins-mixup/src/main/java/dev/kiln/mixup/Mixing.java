@@ -315,10 +315,28 @@ final class Mixing {
     static NDArray pasteBox(NDManager scope, NDArray x, int[] box, long[] partner) {
         NDArray out = x.duplicate();
         if (box[1] > box[0] && box[3] > box[2]) {
-            NDIndex region = new NDIndex(":, :, {}:{}, {}:{}", box[0], box[1], box[2], box[3]);
-            out.set(region, gather(scope, x.get(region), partner));
+            pastePartnerRows(scope, out, box, x.get(new NDIndex(":, :, {}:{}, {}:{}", box[0], box[1], box[2], box[3])),
+                    partner);
         }
         return out;
+    }
+
+    /**
+     * Writes {@code source[partner[i]]} into the box of {@code out[i]} for every sample i; {@code source} is (N, C, h, w)
+     * with the box's size (a region view of the batch, or a resized patch). For the halves pairing the two halves are
+     * written crosswise straight from {@code source}, with no permuted copy; otherwise the permuted rows are gathered
+     * first. Strided copies of a small box pay per row of the box, so saving one of them matters more than its bytes.
+     */
+    static void pastePartnerRows(NDManager scope, NDArray out, int[] box, NDArray source, long[] partner) {
+        if (isHalfSwap(partner)) {
+            int half = partner.length / 2;
+            out.set(new NDIndex(":{}, :, {}:{}, {}:{}", half, box[0], box[1], box[2], box[3]),
+                    source.get(new NDIndex("{}:", half)));
+            out.set(new NDIndex("{}:, :, {}:{}, {}:{}", half, box[0], box[1], box[2], box[3]),
+                    source.get(new NDIndex(":{}", half)));
+        } else {
+            out.set(new NDIndex(":, :, {}:{}, {}:{}", box[0], box[1], box[2], box[3]), gather(scope, source, partner));
+        }
     }
 
     /** {@code lam * t + (1 - lam) * t[partner]} with one coefficient per sample; t is (N, K) float32. */

@@ -4,7 +4,6 @@ import ai.djl.modality.cv.Image;
 import ai.djl.modality.cv.util.NDImageUtils;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
-import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.DataType;
 import dev.kiln.spi.augment.Batch;
 import dev.kiln.spi.augment.MixContext;
@@ -44,9 +43,8 @@ final class ResizeMix extends MixingAugmentation {
         }
         // The resize works on each sample alone, so resizing the batch and then taking the partners' rows of the
         // small patch gives the same pixels as resizing the partners, and only the patch is permuted.
-        NDArray patch = Mixing.gather(scope, resize(x, boxH, boxW), partner);
         NDArray mixed = x.duplicate();
-        mixed.set(new NDIndex(":, :, {}:{}, {}:{}", box[0], box[1], box[2], box[3]), patch);
+        Mixing.pastePartnerRows(scope, mixed, box, resize(x, boxH, boxW), partner);
         double lam = Mixing.keptFraction(box, height, width);
         return new Mixed(mixed, Mixing.mixedTargets(scope, batch, smoothing, partner, Mixing.filled(n, lam)));
     }
