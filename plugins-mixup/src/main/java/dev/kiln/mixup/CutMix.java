@@ -37,12 +37,16 @@ final class CutMix extends MixingAugmentation {
             box[i] = Mixing.box(context.random(), height, width, Math.sqrt(1 - drawn));
             lam[i] = Mixing.keptFraction(box[i], height, width);
         }
+        NDArray mixed;
         if (boxes == 1) {
             java.util.Arrays.fill(lam, lam[0]);
+            // One box for the batch: copy the batch and overwrite only the box from the partners.
+            mixed = Mixing.pasteBox(scope, x, box[0], partner);
+        } else {
+            NDArray mask = Mixing.boxMask(scope, box, height, width);
+            mixed = Mixing.select(mask, Mixing.gather(scope, x, partner), x);
         }
-        NDArray mask = Mixing.boxMask(scope, box, height, width);
-        NDArray mixed = Mixing.select(mask, Mixing.gather(scope, x, partner), x);
-        NDArray targets = Mixing.mixTargets(scope, Mixing.smoothedTargets(batch, smoothing), partner, lam);
+        NDArray targets = Mixing.mixedTargets(scope, batch, smoothing, partner, lam);
         return new Mixed(mixed, targets);
     }
 }

@@ -47,9 +47,9 @@ final class DecoupledMixup extends MixingAugmentation {
         long[] partner = Mixing.partners(n, pairing, context.random());
         double lam = BetaSampler.beta(context.random(), alpha, alpha);
         double[] lams = Mixing.filled(n, lam);
-        NDArray x = batch.inputs();
-        NDArray mixed = Mixing.blend(scope, x, Mixing.gather(scope, x, partner), lams);
-        NDArray targets = Mixing.mixTargets(scope, Mixing.smoothedTargets(batch, smoothing), partner, lams);
+        NDArray[] both = Mixing.mixBoth(scope, batch, smoothing, partner, lams);
+        NDArray mixed = both[0];
+        NDArray targets = both[1];
         long[] classes = classes(batch);
         long[] partnerClasses = new long[n];
         for (int i = 0; i < n; i++) {

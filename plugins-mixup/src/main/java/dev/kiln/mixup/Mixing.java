@@ -3,6 +3,7 @@ package dev.kiln.mixup;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDArrays;
 import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import dev.kiln.spi.KilnException;
@@ -19,6 +20,12 @@ final class Mixing {
 
     /** How a sample finds its partner. */
     enum Pairing {
+        /**
+         * Sample i mixes with i + N/2 (the first half of the batch with the second); with an odd N the last sample is
+         * its own partner. Deterministic, so the loader must shuffle. A per-batch blend of the two halves is one small
+         * matrix product over the batch, see {@link #mixHalves}.
+         */
+        HALVES,
         /** Sample i mixes with N-1-i, as timm does; deterministic, so the loader must shuffle. */
         FLIP,
         /** A permutation drawn from the run's seeded source (may pair a sample with itself, like OpenMixup). */
@@ -133,8 +140,18 @@ final class Mixing {
     /** The partner index of every sample. */
     static long[] partners(int n, Pairing pairing, RandomGenerator random) {
         long[] idx = new long[n];
+        int half = n / 2;
         for (int i = 0; i < n; i++) {
-            idx[i] = pairing == Pairing.FLIP ? n - 1 - i : i;
+            switch (pairing) {
+                case HALVES:
+                    idx[i] = i < half ? i + half : i < 2 * half ? i - half : i;
+                    break;
+                case FLIP:
+                    idx[i] = n - 1 - i;
+                    break;
+                default:
+                    idx[i] = i;
+            }
         }
         if (pairing == Pairing.PERMUTE) {
             for (int i = n - 1; i > 0; i--) {
@@ -147,13 +164,35 @@ final class Mixing {
         return idx;
     }
 
-    /** Rows {@code idx} of {@code x} (a copy, never a view). */
+    /**
+     * Rows {@code idx} of {@code x} (a copy, never a view). {@code x} may be a strided view, such as a box region of
+     * the batch: only the rows it shows are copied.
+     */
     static NDArray gather(NDManager scope, NDArray x, long[] idx) {
-        // The default pairing reverses the batch: one flip kernel instead of building and applying an index array.
+        // The fixed pairings reverse the batch or swap its halves: one flip kernel (on a (2, N/2, ...) view for the
+        // halves) instead of building and applying an index array.
         if (isReversal(idx)) {
             return x.flip(0);
         }
+        if (isHalfSwap(idx)) {
+            Shape shape = x.getShape();
+            return x.reshape(new Shape(2, idx.length / 2).addAll(shape.slice(1))).flip(0).reshape(shape);
+        }
         return x.get(scope.create(idx));
+    }
+
+    /** Whether {@code idx} pairs the two halves of an even batch: i with i + N/2. */
+    static boolean isHalfSwap(long[] idx) {
+        int n = idx.length;
+        if (n % 2 != 0 || n == 0) {
+            return false;
+        }
+        for (int i = 0; i < n; i++) {
+            if (idx[i] != (i + n / 2) % n) {
+                return false;
+            }
+        }
+        return true;
     }
 
     private static boolean isReversal(long[] idx) {
@@ -166,7 +205,7 @@ final class Mixing {
     }
 
     /** The common value of {@code values}, or NaN when they differ (one coefficient per batch vs per sample). */
-    private static double uniform(double[] values) {
+    static double uniform(double[] values) {
         for (double v : values) {
             if (v != values[0]) {
                 return Double.NaN;
@@ -193,6 +232,111 @@ final class Mixing {
         }
         NDArray l = column(scope, lam, x.getDataType(), x.getShape().dimension());
         return x.mul(l).add(partner.mul(l.neg().add(1)));
+    }
+
+    /**
+     * {@code lam * x + (1 - lam) * x[partner]}, in the inputs' dtype. With one coefficient for the batch and the halves
+     * pairing this is one matrix product ({@link #mixHalves}); otherwise the partner rows are gathered and blended.
+     */
+    static NDArray mix(NDManager scope, NDArray x, long[] partner, double[] lam) {
+        double shared = uniform(lam);
+        if (!Double.isNaN(shared) && isHalfSwap(partner)) {
+            return mixHalves(scope, x, shared, 1.0);
+        }
+        return blend(scope, x, gather(scope, x, partner), lam);
+    }
+
+    /**
+     * {@code scale * (lam * a + (1 - lam) * a[partner])} for the halves pairing of an even batch, as one product
+     * {@code [[lam, 1 - lam], [1 - lam, lam]] * scale @ a.reshape(2, N/2 * D)}: the two halves A and B come out as
+     * {@code lam A + (1 - lam) B} and {@code (1 - lam) A + lam B}. One kernel reads the batch once and writes the result
+     * once, where the flip-and-blend form needs a flip, two scaled copies and an add (about 4.5 passes over the batch).
+     * Works for any rank and dtype of {@code a}; the result is a new array in {@code a}'s dtype.
+     */
+    static NDArray mixHalves(NDManager scope, NDArray a, double lam, double scale) {
+        return mixHalves(a, halvesMatrix(scope, lam, scale, a.getDataType()));
+    }
+
+    /** {@code m @ a.reshape(2, -1)}, back in {@code a}'s shape; m is a 2 x 2 mixing matrix in a's dtype. */
+    private static NDArray mixHalves(NDArray a, NDArray m) {
+        return m.matMul(a.reshape(2, -1)).reshape(a.getShape());
+    }
+
+    /** {@code scale * [[lam, 1 - lam], [1 - lam, lam]]} in {@code dtype}. */
+    private static NDArray halvesMatrix(NDManager scope, double lam, double scale, DataType dtype) {
+        double keep = lam * scale;
+        double swap = (1 - lam) * scale;
+        if (dtype == DataType.FLOAT64) {
+            return scope.create(new double[] {keep, swap, swap, keep}, new Shape(2, 2));
+        }
+        NDArray m = scope.create(new float[] {(float) keep, (float) swap, (float) swap, (float) keep}, new Shape(2, 2));
+        return dtype == DataType.FLOAT32 ? m : m.toType(dtype, false);
+    }
+
+    /**
+     * Mixed inputs and mixed, smoothed targets of one batch with the same partners and coefficients: {@link #mix}
+     * and {@link #mixedTargets} in one call, so that the product path creates its mixing matrix once when inputs and
+     * targets can share it (float32 inputs, no smoothing). Returns {inputs, targets}.
+     */
+    static NDArray[] mixBoth(NDManager scope, Batch batch, double eps, long[] partner, double[] lam) {
+        double shared = uniform(lam);
+        if (Double.isNaN(shared) || !isHalfSwap(partner)) {
+            return new NDArray[] {mix(scope, batch.inputs(), partner, lam),
+                mixedTargets(scope, batch, eps, partner, lam)};
+        }
+        NDArray x = batch.inputs();
+        NDArray m = halvesMatrix(scope, shared, 1.0, x.getDataType());
+        NDArray inputs = mixHalves(x, m);
+        NDArray targetMatrix = eps == 0 && x.getDataType() == DataType.FLOAT32 ? m
+                : halvesMatrix(scope, shared, 1 - eps, DataType.FLOAT32);
+        NDArray targets = mixHalves(batch.softTargets(), targetMatrix);
+        return new NDArray[] {inputs, eps == 0 ? targets : targets.addi(eps / batch.numClasses())};
+    }
+
+    /**
+     * The mixed, smoothed targets {@code lam * s(y) + (1 - lam) * s(y[partner])} (N, K) float32, where s smooths a
+     * one-hot row. With one coefficient and the halves pairing the smoothing is folded into the mixing product:
+     * {@code (1 - eps) (lam y + (1 - lam) y') + eps / K}, the same value, one kernel and at most one add.
+     */
+    static NDArray mixedTargets(NDManager scope, Batch batch, double eps, long[] partner, double[] lam) {
+        double shared = uniform(lam);
+        if (!Double.isNaN(shared) && isHalfSwap(partner)) {
+            NDArray mixed = mixHalves(scope, batch.softTargets(), shared, 1 - eps);
+            return eps == 0 ? mixed : mixed.addi(eps / batch.numClasses());
+        }
+        return mixTargets(scope, smoothedTargets(batch, eps), partner, lam);
+    }
+
+    /**
+     * The batch with the half-open box {y0, y1, x0, x1} (over H and W of an NCHW batch) filled from each sample's
+     * partner: a copy of the batch, then only the box region of the partners is copied in. Used when one box serves
+     * the whole batch, where a per-pixel mask and a select would read and write the full batch several times.
+     */
+    static NDArray pasteBox(NDManager scope, NDArray x, int[] box, long[] partner) {
+        NDArray out = x.duplicate();
+        if (box[1] > box[0] && box[3] > box[2]) {
+            pastePartnerRows(scope, out, box, x.get(new NDIndex(":, :, {}:{}, {}:{}", box[0], box[1], box[2], box[3])),
+                    partner);
+        }
+        return out;
+    }
+
+    /**
+     * Writes {@code source[partner[i]]} into the box of {@code out[i]} for every sample i; {@code source} is (N, C, h, w)
+     * with the box's size (a region view of the batch, or a resized patch). For the halves pairing the two halves are
+     * written crosswise straight from {@code source}, with no permuted copy; otherwise the permuted rows are gathered
+     * first. Strided copies of a small box pay per row of the box, so saving one of them matters more than its bytes.
+     */
+    static void pastePartnerRows(NDManager scope, NDArray out, int[] box, NDArray source, long[] partner) {
+        if (isHalfSwap(partner)) {
+            int half = partner.length / 2;
+            out.set(new NDIndex(":{}, :, {}:{}, {}:{}", half, box[0], box[1], box[2], box[3]),
+                    source.get(new NDIndex("{}:", half)));
+            out.set(new NDIndex("{}:, :, {}:{}, {}:{}", half, box[0], box[1], box[2], box[3]),
+                    source.get(new NDIndex(":{}", half)));
+        } else {
+            out.set(new NDIndex(":, :, {}:{}, {}:{}", box[0], box[1], box[2], box[3]), gather(scope, source, partner));
+        }
     }
 
     /** {@code lam * t + (1 - lam) * t[partner]} with one coefficient per sample; t is (N, K) float32. */

@@ -28,9 +28,7 @@ final class Mixup extends MixingAugmentation {
         double[] lam = mode == Mixing.Mode.BATCH
                 ? Mixing.filled(n, BetaSampler.beta(context.random(), alpha, alpha))
                 : BetaSampler.symmetric(context.random(), alpha, n);
-        NDArray x = batch.inputs();
-        NDArray mixed = Mixing.blend(scope, x, Mixing.gather(scope, x, partner), lam);
-        NDArray targets = Mixing.mixTargets(scope, Mixing.smoothedTargets(batch, smoothing), partner, lam);
-        return new Mixed(mixed, targets);
+        NDArray[] mixed = Mixing.mixBoth(scope, batch, smoothing, partner, lam);
+        return new Mixed(mixed[0], mixed[1]);
     }
 }

@@ -63,6 +63,16 @@ final class MixupCutmix extends MixingAugmentation {
         if (draws == 1) {
             java.util.Arrays.fill(blendLam, blendLam[0]);
             java.util.Arrays.fill(targetLam, targetLam[0]);
+            // One decision for the batch: pay only for what was picked (nothing, a box paste, or a blend).
+            if (!anyBlend && targetLam[0] == 1.0) {
+                return unmixed(batch);
+            }
+            if (anyBlend) {
+                NDArray[] mixed = Mixing.mixBoth(scope, batch, smoothing, partner, blendLam);
+                return new Mixed(mixed[0], mixed[1]);
+            }
+            return new Mixed(Mixing.pasteBox(scope, x, boxes[0], partner),
+                    Mixing.mixedTargets(scope, batch, smoothing, partner, targetLam));
         }
         NDArray xp = Mixing.gather(scope, x, partner);
         // A sample that is cut has blend coefficient 1, so the blend leaves it as it was before the paste.

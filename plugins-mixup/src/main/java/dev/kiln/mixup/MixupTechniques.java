@@ -17,7 +17,8 @@ import java.util.List;
  * {@code mixup-cutmix} and {@code decoupled}.
  *
  * <p>Every technique also takes {@code label-smoothing} (applied to each one-hot before mixing, as timm does),
- * {@code pairing} ({@code flip}: sample i with N-1-i like timm; {@code permute}: a seeded permutation) and
+ * {@code pairing} ({@code halves}, the default: sample i with i + N/2 mod N, the cheapest to mix; {@code flip}: sample i
+ * with N-1-i like timm; {@code permute}: a seeded permutation) and
  * {@code stop-epoch} (from that epoch on, batches pass unmixed with smoothed targets: early-stopped mixup). All
  * randomness comes from the run's seeded {@code MixContext.random()}, so the same seed gives the same batches.
  */
@@ -153,8 +154,12 @@ public final class MixupTechniques implements TechniqueProvider {
         return List.of(
                 ParameterSpec.decimal("label-smoothing", 0.0,
                         "epsilon: on = 1 - eps + eps/K, off = eps/K, applied before mixing").atLeast(0).lessThan(1),
-                ParameterSpec.choice("pairing", "flip", List.of("flip", "permute"),
-                        "partner of sample i: N-1-i (flip, as timm) or a seeded random permutation"),
+                // halves by default: with a per-batch coefficient the blend is then one matrix product over the
+                // batch instead of a flip and three element-wise passes; with a shuffling loader every fixed pairing
+                // gives the same distribution of pairs.
+                ParameterSpec.choice("pairing", "halves", List.of("halves", "flip", "permute"),
+                        "partner of sample i: i + N/2 mod N (halves; the last sample of an odd batch keeps itself), "
+                                + "N-1-i (flip, as timm) or a seeded random permutation"),
                 ParameterSpec.integer("stop-epoch", -1L,
                         "from this epoch on the batch passes unmixed (early-stopped mixup); -1 never stops")
                         .atLeast(-1));

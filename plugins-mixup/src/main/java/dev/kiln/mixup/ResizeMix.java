@@ -4,7 +4,6 @@ import ai.djl.modality.cv.Image;
 import ai.djl.modality.cv.util.NDImageUtils;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
-import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.DataType;
 import dev.kiln.spi.augment.Batch;
 import dev.kiln.spi.augment.MixContext;
@@ -38,16 +37,16 @@ final class ResizeMix extends MixingAugmentation {
         int[] box = Mixing.box(context.random(), height, width, tau);
         int boxH = box[1] - box[0];
         int boxW = box[3] - box[2];
-        NDArray targets = Mixing.smoothedTargets(batch, smoothing);
         if (boxH == 0 || boxW == 0) {
             // A box clipped to nothing pastes nothing; the resize of an empty target would fail.
-            return new Mixed(x.duplicate(), Mixing.mixTargets(scope, targets, partner, Mixing.filled(n, 1.0)));
+            return unmixed(batch);
         }
-        NDArray patch = resize(Mixing.gather(scope, x, partner), boxH, boxW);
+        // The resize works on each sample alone, so resizing the batch and then taking the partners' rows of the
+        // small patch gives the same pixels as resizing the partners, and only the patch is permuted.
         NDArray mixed = x.duplicate();
-        mixed.set(new NDIndex(":, :, {}:{}, {}:{}", box[0], box[1], box[2], box[3]), patch);
+        Mixing.pastePartnerRows(scope, mixed, box, resize(x, boxH, boxW), partner);
         double lam = Mixing.keptFraction(box, height, width);
-        return new Mixed(mixed, Mixing.mixTargets(scope, targets, partner, Mixing.filled(n, lam)));
+        return new Mixed(mixed, Mixing.mixedTargets(scope, batch, smoothing, partner, Mixing.filled(n, lam)));
     }
 
     /**

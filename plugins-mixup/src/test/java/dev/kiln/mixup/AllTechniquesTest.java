@@ -57,6 +57,7 @@ class AllTechniquesTest {
         return IDS.stream().flatMap(id -> {
             boolean hasMode = Fixtures.technique(id).parameters().stream().anyMatch(p -> p.name().equals("mode"));
             Stream<Arguments> base = Stream.of(Arguments.of(id, Map.of()),
+                    Arguments.of(id, Map.of("pairing", "flip")),
                     Arguments.of(id, Map.of("pairing", "permute")));
             return hasMode ? Stream.concat(base, Stream.of(Arguments.of(id, Map.of("mode", "elem")))) : base;
         });

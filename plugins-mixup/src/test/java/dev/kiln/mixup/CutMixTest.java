@@ -86,7 +86,7 @@ class CutMixTest {
                 double[] after = Fixtures.host(out.inputs());
                 double[][] t = Fixtures.rows(out.targets());
                 for (int i = 0; i < n; i++) {
-                    int partner = n - 1 - i;
+                    int partner = Fixtures.partner(i, n);
                     int[] box = changedBox(before, after, i, 3);
                     double changedFraction = box[0] / (double) (H * W);
                     if (partner == i) {

@@ -48,7 +48,7 @@ class DecoupledMixupTest {
     @CsvSource({"both,1.0", "less,1.0", "more,0.5", "both,0"})
     void lossTermEqualsFloat64Reference(String mode, double power) {
         double eta = 0.3;
-        // labels chosen so that flip pairs 1<->4 share class 2: those samples get no decoupled term
+        // labels chosen so that the default (halves) pairs 1<->4 share class 2: those samples get no decoupled term
         long[] y = {0, 2, 3, 5, 2, 1};
         int n = y.length;
         for (long seed = 0; seed < 4; seed++) {
@@ -59,7 +59,7 @@ class DecoupledMixupTest {
                         .mix(new dev.kiln.spi.augment.Batch(x, sub.create(y), K), Fixtures.context(seed));
                 double[][] t = Fixtures.rows(out.targets());
                 double lam = t[0][(int) y[0]];
-                assertEquals(1 - lam, t[0][(int) y[n - 1]], 1e-6);
+                assertEquals(1 - lam, t[0][(int) y[Fixtures.partner(0, n)]], 1e-6);
                 assertNotNull(out.extraLoss());
                 Random r = new Random(100 + seed);
                 double[][] z = new double[n][K];
@@ -88,7 +88,7 @@ class DecoupledMixupTest {
                 double expected = 0;
                 for (int i = 0; i < n; i++) {
                     int a = (int) y[i];
-                    int b = (int) y[n - 1 - i];
+                    int b = (int) y[Fixtures.partner(i, n)];
                     if (a != b) {
                         expected += etaA * decoupledNll(z[i], a, b) + etaB * decoupledNll(z[i], b, a);
                     }

@@ -29,7 +29,7 @@ class FMixTest {
     }
 
     /**
-     * Two images, all ones and all zeros, flip-paired: the mixed first image is the mask itself (1 where the sample
+     * Two images, all ones and all zeros, paired with each other (every fixed pairing pairs the two of a batch of 2): the mixed first image is the mask itself (1 where the sample
      * is kept), the second its complement.
      */
     private double[][] masks(String mode, long seed, double alpha) {
@@ -49,7 +49,7 @@ class FMixTest {
     void maskHasExactlyRoundLambdaHwOnes() {
         for (long seed = 0; seed < 10; seed++) {
             double[][] r = masks("batch", seed, 1.0);
-            // Replays the documented draw order: flip pairing draws nothing, then one Beta per mask.
+            // Replays the documented draw order: the default pairing draws nothing, then one Beta per mask.
             double lam = BetaSampler.beta(new Random(seed), 1.0, 1.0);
             long expected = Math.round(lam * H * W);
             long ones = 0;

@@ -62,6 +62,20 @@ final class Fixtures {
         return out;
     }
 
+    /** The partner of sample i in a batch of n under a fixed pairing ("halves", the default, or "flip"). */
+    static int partner(int i, int n, String pairing) {
+        if (pairing.equals("flip")) {
+            return n - 1 - i;
+        }
+        int half = n / 2;
+        return i < half ? i + half : i < 2 * half ? i - half : i;
+    }
+
+    /** The partner of sample i under the default pairing. */
+    static int partner(int i, int n) {
+        return partner(i, n, "halves");
+    }
+
     static MixedBatch mix(Augmentation aug, NDArray x, NDArray y, int k, long seed) {
         return aug.mix(new Batch(x, y, k), context(seed));
     }

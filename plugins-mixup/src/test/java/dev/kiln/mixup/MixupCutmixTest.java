@@ -40,7 +40,7 @@ class MixupCutmixTest {
     private static String kind(double[] before, double[] after, int i) {
         int same = 0;
         int partnerCopy = 0;
-        int partner = N - 1 - i;
+        int partner = Fixtures.partner(i, N);
         for (int p = 0; p < PER; p++) {
             if (before[i * PER + p] == after[i * PER + p]) {
                 same++;
@@ -94,7 +94,7 @@ class MixupCutmixTest {
             double[] after = Fixtures.host(out.inputs());
             double[][] t = Fixtures.rows(out.targets());
             for (int i = 0; i < N; i++) {
-                int partner = N - 1 - i;
+                int partner = Fixtures.partner(i, N);
                 double lam = t[i][i];
                 switch (kind(before, after, i)) {
                     case "cut": {

@@ -30,20 +30,25 @@ class MixupTest {
 
     /**
      * Labels are distinct per sample, so with no smoothing the target of sample i at its own class is exactly its
-     * coefficient: that lets the test check inputs against targets without knowing the sampler's draw order.
+     * coefficient: that lets the test check inputs against targets without knowing the sampler's draw order. The
+     * expected inputs are computed in float64 from the host copy of the batch.
      */
-    private void checkConvexCombination(String mode, String pairing, long seed) {
-        int n = 6;
-        int k = 8;
+    private void checkConvexCombination(String mode, String pairing, long seed, int n) {
+        int k = n + 2;
         Random r = new Random(seed);
         NDArray x = Fixtures.images(manager, r, n, 2, 3, 5);
-        long[] y = {0, 1, 2, 3, 4, 5};
+        long[] y = new long[n];
+        for (int i = 0; i < n; i++) {
+            y[i] = i;
+        }
         double[] before = Fixtures.host(x);
-        MixedBatch out = Fixtures.mix(Fixtures.create("mixup", Map.of("alpha", "0.7", "mode", mode,
-                "pairing", pairing)), x, manager.create(y), k, seed);
+        Map<String, String> params = pairing == null ? Map.of("alpha", "0.7", "mode", mode)
+                : Map.of("alpha", "0.7", "mode", mode, "pairing", pairing);
+        MixedBatch out = Fixtures.mix(Fixtures.create("mixup", params), x, manager.create(y), k, seed);
         double[][] t = Fixtures.rows(out.targets());
         double[] mixed = Fixtures.host(out.inputs());
         int per = 2 * 3 * 5;
+        boolean anyMixed = false;
         for (int i = 0; i < n; i++) {
             double lam = t[i][(int) y[i]];
             // the partner is the one other class with mass (or none when paired with itself)
@@ -54,35 +59,51 @@ class MixupTest {
                 }
             }
             if (partner == i) {
-                lam = 1.0;
+                assertEquals(1.0, lam, 1e-6, "a sample paired with itself keeps its label");
             } else {
                 assertEquals(1.0, lam + t[i][partner], 1e-6, "row " + i + " sums to 1");
+                anyMixed = true;
             }
-            if (pairing.equals("flip")) {
-                assertEquals(n - 1 - i, partner, "flip pairs i with N-1-i");
+            if (pairing == null || !pairing.equals("permute")) {
+                String fixed = pairing == null ? "halves" : pairing;
+                assertEquals(Fixtures.partner(i, n, fixed), partner, fixed + " partner of " + i + " in " + n);
             }
             for (int p = 0; p < per; p++) {
                 double expected = lam * before[i * per + p] + (1 - lam) * before[partner * per + p];
                 assertEquals(expected, mixed[i * per + p], 1e-5, "sample " + i + " element " + p);
             }
         }
+        assertTrue(n == 1 || anyMixed, "some sample was mixed");
         assertTrue(java.util.Arrays.equals(before, Fixtures.host(x)), "inputs must not be modified");
     }
 
     @Test
     void batchModeIsAConvexCombination() {
-        checkConvexCombination("batch", "flip", 1);
+        checkConvexCombination("batch", "flip", 1, 6);
     }
 
     @Test
     void elemModeIsAConvexCombinationPerSample() {
-        checkConvexCombination("elem", "flip", 2);
+        checkConvexCombination("elem", "flip", 2, 6);
     }
 
     @Test
     void permutationPairingIsAConvexCombination() {
         for (long seed = 3; seed < 6; seed++) {
-            checkConvexCombination("elem", "permute", seed);
+            checkConvexCombination("elem", "permute", seed, 6);
+        }
+    }
+
+    @Test
+    void halvesPairingIsTheDefaultAndAConvexCombinationForEveryBatchSize() {
+        // Even sizes take the one-product path in batch mode; odd sizes (the last sample keeps itself) and elem
+        // mode take the gather-and-blend path. Both must give the same float64 reference.
+        for (int n : new int[] {1, 2, 3, 6, 7, 10}) {
+            for (long seed = 10; seed < 13; seed++) {
+                checkConvexCombination("batch", null, seed, n);
+                checkConvexCombination("batch", "halves", seed, n);
+                checkConvexCombination("elem", "halves", seed, n);
+            }
         }
     }
 

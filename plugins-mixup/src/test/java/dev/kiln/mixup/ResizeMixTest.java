@@ -137,7 +137,7 @@ class ResizeMixTest {
                 double[] after = Fixtures.host(out.inputs());
                 double[][] t = Fixtures.rows(out.targets());
                 for (int i = 0; i < n; i++) {
-                    int partner = n - 1 - i;
+                    int partner = Fixtures.partner(i, n);
                     int y0 = H;
                     int y1 = -1;
                     int x0 = W;
