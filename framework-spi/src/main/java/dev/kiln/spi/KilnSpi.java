@@ -10,7 +10,7 @@ package dev.kiln.spi;
  */
 public final class KilnSpi {
     /** {@code major.minor}: a new minor only adds default methods; a new major may break providers. */
-    public static final String VERSION = "1.1";
+    public static final String VERSION = "1.2";
 
     private KilnSpi() {
     }

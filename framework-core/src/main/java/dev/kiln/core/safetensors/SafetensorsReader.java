@@ -281,6 +281,21 @@ public final class SafetensorsReader implements AutoCloseable {
                 manager);
     }
 
+    /**
+     * Elements {@code [first, first + count)} of the tensor in flat (row-major) order as a 1-D NDArray, loaded like
+     * {@link #read(String, NDManager)}; only those elements' bytes are read.
+     *
+     * @throws KilnException naming the tensor when the range is outside the tensor
+     */
+    public NDArray readFlat(String name, long first, long count, NDManager manager) {
+        TensorInfo t = info(name);
+        if (first < 0 || count < 0 || first + count > t.elementCount()) {
+            throw new KilnException("Tensor '" + name + "' of checkpoint " + file + " has " + t.elementCount()
+                    + " elements; elements [" + first + ", " + (first + count) + ") are out of range");
+        }
+        return readElements(t, first, count, new Shape(count), manager);
+    }
+
     private NDArray readElements(TensorInfo t, long first, long count, Shape shape, NDManager manager) {
         DataType type = t.dtype().loadedType();
         if (count == 0) {
