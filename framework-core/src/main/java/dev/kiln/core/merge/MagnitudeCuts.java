@@ -39,7 +39,7 @@ final class MagnitudeCuts {
     /** Sample size for the first bracket. */
     static final int SAMPLE = 1 << 16;
 
-    /** Elements per contiguous run of the first sample: long runs keep the number of reads small. */
+    /** Most elements per contiguous run of the first sample: long runs keep the number of reads small. */
     static final int RUN = 256;
 
     /** More passes than this means the magnitudes are not ordered floats (NaN); the search gives up. */
@@ -74,6 +74,12 @@ final class MagnitudeCuts {
      * @return {@code found[m][j]} for {@code counts[m][j]}
      */
     static Found[][] find(List<Block> blocks, long[][] counts, Source source, ExecutorService pool, String what) {
+        return find(blocks, counts, source, pool, what, SAMPLE, CANDIDATE_BUDGET);
+    }
+
+    /** {@link #find} with a chosen sample size and candidate budget (tests shrink both to force extra passes). */
+    static Found[][] find(List<Block> blocks, long[][] counts, Source source, ExecutorService pool, String what,
+            int sampleSize, long budget) {
         long numel = 0;
         long[] starts = new long[blocks.size()];
         for (int b = 0; b < blocks.size(); b++) {
@@ -97,7 +103,7 @@ final class MagnitudeCuts {
         if (open.isEmpty()) {
             return found;
         }
-        firstSample(blocks, starts, numel, open, source);
+        firstSample(blocks, starts, numel, open, source, sampleSize);
         for (int round = 0; !open.isEmpty(); round++) {
             if (round >= MAX_ROUNDS) {
                 throw new KilnException(what + ": could not find the magnitude threshold of model "
@@ -106,7 +112,7 @@ final class MagnitudeCuts {
             for (Request r : open) {
                 r.pivots();
             }
-            Stats[] perBlock = pass(blocks, open, source, pool);
+            Stats[] perBlock = pass(blocks, open, source, pool, budget);
             List<Request> next = new ArrayList<>();
             for (int q = 0; q < open.size(); q++) {
                 Request r = open.get(q);
@@ -121,7 +127,7 @@ final class MagnitudeCuts {
                 s.close();
             }
             if (!next.isEmpty()) {
-                resample(blocks, next, source, pool);
+                resample(blocks, next, source, pool, sampleSize);
             }
             open = next;
         }
@@ -161,7 +167,9 @@ final class MagnitudeCuts {
             long wanted = k - atOrAboveB;
             double q = wanted / (double) inside;
             double rank = q * s;
-            double spread = Math.max(8, 4 * Math.sqrt(s * q * (1 - q)) + 4);
+            // Four standard deviations of the sample rank, but never more than an eighth of the sample, so a pass
+            // that does not pin the threshold down still narrows the interval to about a quarter of itself.
+            double spread = Math.min(Math.max(8, 4 * Math.sqrt(s * q * (1 - q)) + 4), s / 8.0);
             int hiAt = (int) Math.max(0, Math.min(s - 1, Math.floor(rank - spread)));
             int loAt = (int) Math.max(0, Math.min(s - 1, Math.ceil(rank + spread)));
             hi = sample[hiAt];
@@ -278,12 +286,13 @@ final class MagnitudeCuts {
     }
 
     /** One counting pass over every block. */
-    private static Stats[] pass(List<Block> blocks, List<Request> open, Source source, ExecutorService pool) {
+    private static Stats[] pass(List<Block> blocks, List<Request> open, Source source, ExecutorService pool,
+            long budget) {
         Stats[] out = new Stats[blocks.size()];
         // Candidates are kept only while the running total stays within the budget, so a bracket that turned out
         // too wide costs another pass, never unbounded memory. Which blocks got to keep theirs may depend on thread
         // timing, but only whether the pass pins the threshold down, never the threshold.
-        long share = Math.max(1, CANDIDATE_BUDGET / open.size());
+        long share = Math.max(1, budget / open.size());
         java.util.concurrent.atomic.AtomicLongArray held = new java.util.concurrent.atomic.AtomicLongArray(
                 open.size());
         runAll(blocks.size(), pool, b -> {
@@ -324,7 +333,8 @@ final class MagnitudeCuts {
      * A fresh sample of each request's (a, b): every element inside, thinned by a stride so about {@link #SAMPLE}
      * remain in all.
      */
-    private static void resample(List<Block> blocks, List<Request> open, Source source, ExecutorService pool) {
+    private static void resample(List<Block> blocks, List<Request> open, Source source, ExecutorService pool,
+            int sampleSize) {
         float[][][] parts = new float[open.size()][blocks.size()][];
         runAll(blocks.size(), pool, b -> {
             try (NDManager manager = NDManager.newBaseManager()) {
@@ -332,7 +342,7 @@ final class MagnitudeCuts {
                 for (int q = 0; q < open.size(); q++) {
                     Request r = open.get(q);
                     NDArray x = magnitudes.get(r.model);
-                    long stride = Math.max(1, r.inside / SAMPLE);
+                    long stride = Math.max(1, r.inside / sampleSize);
                     NDArray in = x.booleanMask(x.gt(r.a).logicalAnd(x.lt(r.b)));
                     parts[q][b] = in.size() == 0 ? new float[0]
                             : in.get(new NDIndex("::{}", stride)).toFloatArray();
@@ -355,8 +365,10 @@ final class MagnitudeCuts {
     }
 
     /** The first sample: {@link #SAMPLE} magnitudes in runs of {@link #RUN}, evenly spaced over the scope. */
-    private static void firstSample(List<Block> blocks, long[] starts, long numel, List<Request> open, Source source) {
-        int runs = (int) Math.max(1, Math.min(numel / RUN, SAMPLE / RUN));
+    private static void firstSample(List<Block> blocks, long[] starts, long numel, List<Request> open, Source source,
+            int sampleSize) {
+        int run = (int) Math.max(1, Math.min(RUN, sampleSize / 16));
+        int runs = (int) Math.max(1, Math.min(numel / run, sampleSize / run));
         List<List<NDArray>> pieces = new ArrayList<>();
         try (NDManager manager = NDManager.newBaseManager()) {
             for (int j = 0; j < runs; j++) {
@@ -365,7 +377,7 @@ final class MagnitudeCuts {
                 b = b >= 0 ? b : -b - 2;
                 Block block = blocks.get(b);
                 long within = at - starts[b];
-                int count = (int) Math.min(RUN, block.elements() - within);
+                int count = (int) Math.min(run, block.elements() - within);
                 pieces.add(source.run(block, block.first() + within, count, manager));
             }
             for (Request r : open) {
