@@ -141,7 +141,14 @@ class TaskVectorMerge implements MergeMethod {
             for (int i = 0; i < scope.size(); i++) {
                 weights[i] = scope.model(i).weight();
                 NDArray tau = scope.tensor(i).sub(base);
-                contributions.add(sparsify(scope, i, tau).mul((float) weights[i]));
+                // Trimming makes several full-size temporaries per model (magnitudes, masks); giving them their
+                // own manager, closed once the contribution exists, keeps one model's worth alive instead of all.
+                try (NDManager step = scope.manager().newSubManager()) {
+                    tau.attach(step);
+                    NDArray contribution = sparsify(scope, i, tau).mul((float) weights[i]);
+                    contribution.attach(scope.manager());
+                    contributions.add(contribution);
+                }
             }
             NDArray mixed;
             NDArray divisor;

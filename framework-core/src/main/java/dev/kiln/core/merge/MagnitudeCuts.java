@@ -58,7 +58,10 @@ final class MagnitudeCuts {
         List<NDArray> run(Block block, long first, int count, NDManager manager);
     }
 
-    /** One model's selection of the k largest and, per block, the elements equal to the threshold before it. */
+    /**
+     * One model's selection of the k largest and, per block, the elements equal to the threshold before it (one more
+     * entry at the end: all of them), so block b holds {@code equalBefore[b + 1] - equalBefore[b]}.
+     */
     record Found(MagnitudeCut cut, long[] equalBefore) {
     }
 
@@ -94,7 +97,7 @@ final class MagnitudeCuts {
                 long k = counts[m][j];
                 if (k <= 0 || k >= numel) {
                     // Nothing or everything: no threshold to find.
-                    found[m][j] = new Found(new MagnitudeCut(k, numel, 0f, 0), new long[blocks.size()]);
+                    found[m][j] = new Found(new MagnitudeCut(k, numel, 0f, 0), new long[blocks.size() + 1]);
                 } else {
                     open.add(new Request(m, j, k, numel));
                 }
@@ -250,12 +253,13 @@ final class MagnitudeCuts {
         }
 
         private Found found(float threshold, long quota, long[] equalPerBlock) {
-            long[] before = new long[equalPerBlock.length];
+            long[] before = new long[equalPerBlock.length + 1];
             long sum = 0;
             for (int i = 0; i < equalPerBlock.length; i++) {
                 before[i] = sum;
                 sum += equalPerBlock[i];
             }
+            before[equalPerBlock.length] = sum;
             return new Found(new MagnitudeCut(k, numel, threshold, quota), before);
         }
     }
@@ -451,7 +455,8 @@ final class MagnitudeCuts {
                 for (int j = 0; j < counts[model].length; j++) {
                     if (counts[model][j] == k) {
                         Found f = found[model][j];
-                        return f.cut().select(magnitude, f.equalBefore()[block]);
+                        long[] before = f.equalBefore();
+                        return f.cut().select(magnitude, before[block], before[block + 1] - before[block]);
                     }
                 }
                 throw new IllegalStateException("model " + model + " asked for the " + k + " largest magnitudes, but"

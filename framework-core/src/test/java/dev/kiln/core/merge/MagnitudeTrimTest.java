@@ -199,8 +199,13 @@ class MagnitudeTrimTest {
                                 int from = (int) block.first();
                                 int to = from + (int) block.elements();
                                 NDArray x = manager.create(Arrays.copyOfRange(values[m], from, to));
-                                boolean[] got = f.cut().select(x, f.equalBefore()[b]).toBooleanArray();
+                                long[] before = f.equalBefore();
+                                boolean[] got = f.cut().select(x, before[b]).toBooleanArray();
                                 assertArrayEquals(Arrays.copyOfRange(want, from, to), got, what + " block " + b);
+                                // With the block's own count of equal elements the shortcuts must agree.
+                                boolean[] fast = f.cut().select(x, before[b], before[b + 1] - before[b])
+                                        .toBooleanArray();
+                                assertArrayEquals(got, fast, what + " block " + b + " (known equal count)");
                             }
                         }
                         if (k > 0 && k < n) {

@@ -23,6 +23,15 @@ public record MagnitudeCut(long k, long numel, float threshold, long equalQuota)
      * @param equalBefore how many elements equal to {@code threshold} precede the block in the scope
      */
     public NDArray select(NDArray values, long equalBefore) {
+        return select(values, equalBefore, -1);
+    }
+
+    /**
+     * {@link #select(NDArray, long)} when the number of elements equal to {@code threshold} in the block is known
+     * ({@code equalInBlock}, or -1 when not): a block without equal elements, or whose equal elements all fall within
+     * the quota, needs no ranking among them, which saves two full-size temporaries (an int64 cumulative sum).
+     */
+    public NDArray select(NDArray values, long equalBefore, long equalInBlock) {
         if (k >= numel) {
             // Everything, NaN included, as the whole-scope ranking does.
             return values.gte(Float.NEGATIVE_INFINITY).logicalOr(values.isNaN());
@@ -32,11 +41,11 @@ public record MagnitudeCut(long k, long numel, float threshold, long equalQuota)
         }
         NDArray above = values.gt(threshold);
         long remaining = equalQuota - equalBefore;
-        if (remaining <= 0) {
+        if (remaining <= 0 || equalInBlock == 0) {
             return above;
         }
         NDArray equal = values.eq(threshold);
-        if (remaining >= values.size()) {
+        if (remaining >= values.size() || (equalInBlock > 0 && equalInBlock <= remaining)) {
             return above.logicalOr(equal);
         }
         // Rank among the equal elements of this block, in flat order; shaped back afterwards.
