@@ -71,10 +71,12 @@ public final class MergePipeline {
 
     /**
      * Default largest tensor (in elements) an elementwise or magnitude-trimming method merges whole; bigger ones go in
-     * row blocks. 4M float32 elements are 16 MiB per input: a ties block with its temporaries stays near 300 MiB per
-     * merge thread, which keeps two threads under a 1.5 GB resident set, while NDArray calls per block stay few.
+     * row blocks. 1M float32 elements are 4 MiB per input. Measured on the 3 x 1.5 GB synthetic benchmark with two
+     * merge threads (docs/results/merge-memory.md), ties peaked at about 0.8 GB RSS with 1M-element blocks against
+     * 1.2-1.4 GB with 2M and 1.4-1.6 GB with 4M, and ran faster too (the temporaries stay in cache and the allocator
+     * reuses them); 256K-element blocks were slower again and no smaller.
      */
-    static final long DEFAULT_BLOCK_ELEMENTS = 4L << 20;
+    static final long DEFAULT_BLOCK_ELEMENTS = 1L << 20;
 
     private final MergeMethod method;
     private final MergeSpec spec;
