@@ -27,6 +27,11 @@ import java.util.concurrent.Future;
  * that was unlucky) or holds more candidates than {@link #CANDIDATE_BUDGET}, the known bounds narrow and another
  * pass samples inside them; every pass is NDArray work per block, and only counts and pivots cross to Java.
  *
+ * <p>A pass normally counts only the elements above {@code hi} and at or above {@code lo} and collects the closed band
+ * {@code [lo, hi]} (two comparisons, two counts, one exclusive-or and one masked select per block); only when that band
+ * is too large to hold (many elements equal to a pivot) does the next pass, with the same pivots, count the elements
+ * equal to each pivot and collect the open band {@code (lo, hi)} instead.
+ *
  * <p>Besides the threshold, each selection records how many elements equal to it lie in every block, so that a block
  * merged later knows how many equal elements come before it in flat order: with that the blocked selection is the
  * whole-scope selection (largest first, equal magnitudes in flat index order) element for element.
@@ -113,7 +118,9 @@ final class MagnitudeCuts {
                         + (open.get(0).model + 1) + " in " + MAX_ROUNDS + " passes; are there NaN values?");
             }
             for (Request r : open) {
-                r.pivots();
+                if (!r.exact) {
+                    r.pivots();
+                }
             }
             Stats[] perBlock = pass(blocks, open, source, pool, budget);
             List<Request> next = new ArrayList<>();
@@ -129,8 +136,14 @@ final class MagnitudeCuts {
             for (Stats s : perBlock) {
                 s.close();
             }
-            if (!next.isEmpty()) {
-                resample(blocks, next, source, pool, sampleSize);
+            List<Request> fresh = new ArrayList<>();
+            for (Request r : next) {
+                if (!r.exact) {
+                    fresh.add(r);
+                }
+            }
+            if (!fresh.isEmpty()) {
+                resample(blocks, fresh, source, pool, sampleSize);
             }
             open = next;
         }
@@ -152,6 +165,11 @@ final class MagnitudeCuts {
         float[] sample;
         float lo;
         float hi;
+        /**
+         * Whether this pass counts the elements equal to each pivot and collects the open band (lo, hi), because the
+         * closed band [lo, hi] of the last pass was too large to hold; the pivots stay as they were.
+         */
+        boolean exact;
 
         Request(int model, int index, long k, long numel) {
             this.model = model;
@@ -194,6 +212,26 @@ final class MagnitudeCuts {
                 collected &= s.candidates[q] != null || s.between[q] == 0;
             }
             long[] equal = new long[perBlock.length];
+            if (!exact && lo < hi) {
+                // between counts the closed band [lo, hi]; equalHi and equalLo were not counted.
+                if (k <= above) {
+                    inside = above - atOrAboveB;
+                    a = hi;
+                    return null;
+                }
+                if (k > above + between) {
+                    inside -= above + between - atOrAboveB;
+                    b = lo;
+                    atOrAboveB = above + between;
+                    return null;
+                }
+                if (!collected) {
+                    exact = true;
+                    return null;
+                }
+                return fromCandidates(perBlock, q, above, k - above, equal);
+            }
+            exact = false;
             if (k <= above) {
                 inside = above - atOrAboveB;
                 a = hi;
@@ -213,30 +251,7 @@ final class MagnitudeCuts {
                     inside = between;
                     return null;
                 }
-                long rank = k - above - equalHi;
-                NDList all = new NDList();
-                for (Stats s : perBlock) {
-                    if (s.candidates[q] != null) {
-                        all.add(s.candidates[q]);
-                    }
-                }
-                NDArray joined = all.size() == 1 ? all.get(0) : NDArrays.concat(all);
-                float t;
-                try (NDList top = joined.topK((int) rank, 0, true, false)) {
-                    t = top.get(0).min().getFloat();
-                }
-                long aboveT = above + equalHi;
-                for (int i = 0; i < perBlock.length; i++) {
-                    NDArray c = perBlock[i].candidates[q];
-                    if (c != null) {
-                        aboveT += c.gt(t).countNonzero().getLong();
-                        equal[i] = c.eq(t).countNonzero().getLong();
-                    }
-                }
-                if (joined != all.get(0)) {
-                    joined.close();
-                }
-                return found(t, k - aboveT, equal);
+                return fromCandidates(perBlock, q, above + equalHi, k - above - equalHi, equal);
             }
             long belowLo = above + equalHi + between;
             if (lo < hi && k <= belowLo + equalLo) {
@@ -250,6 +265,36 @@ final class MagnitudeCuts {
             b = lo;
             atOrAboveB = atOrAboveLo;
             return null;
+        }
+
+        /**
+         * The threshold as the {@code rank}-th largest of the collected candidates, {@code larger} elements of the
+         * scope being larger than every candidate.
+         */
+        private Found fromCandidates(Stats[] perBlock, int q, long larger, long rank, long[] equal) {
+            NDList all = new NDList();
+            for (Stats s : perBlock) {
+                if (s.candidates[q] != null) {
+                    all.add(s.candidates[q]);
+                }
+            }
+            NDArray joined = all.size() == 1 ? all.get(0) : NDArrays.concat(all);
+            float t;
+            try (NDList top = joined.topK((int) rank, 0, true, false)) {
+                t = top.get(0).min().getFloat();
+            }
+            long aboveT = larger;
+            for (int i = 0; i < perBlock.length; i++) {
+                NDArray c = perBlock[i].candidates[q];
+                if (c != null) {
+                    aboveT += c.gt(t).countNonzero().getLong();
+                    equal[i] = c.eq(t).countNonzero().getLong();
+                }
+            }
+            if (joined != all.get(0)) {
+                joined.close();
+            }
+            return found(t, k - aboveT, equal);
         }
 
         private Found found(float threshold, long quota, long[] equalPerBlock) {
@@ -310,6 +355,19 @@ final class MagnitudeCuts {
                     NDArray x = magnitudes.get(r.model);
                     try (NDManager step = scratch.newSubManager()) {
                         x.tempAttach(step);
+                        if (!r.exact && r.lo < r.hi) {
+                            NDArray aboveHi = x.gt(r.hi);
+                            s.above[q] = count(aboveHi);
+                            NDArray atLeastLo = x.gte(r.lo);
+                            // Every element above hi is at least lo, so the exclusive-or is the band [lo, hi].
+                            s.between[q] = count(atLeastLo) - s.above[q];
+                            if (s.between[q] > 0 && held.addAndGet(q, s.between[q]) <= share) {
+                                NDArray c = x.booleanMask(atLeastLo.logicalXor(aboveHi));
+                                c.attach(manager);
+                                s.candidates[q] = c;
+                            }
+                            continue;
+                        }
                         s.above[q] = count(x.gt(r.hi));
                         s.equalHi[q] = count(x.eq(r.hi));
                         if (r.lo < r.hi) {
