@@ -111,7 +111,10 @@ final class MagnitudeCuts {
         if (open.isEmpty()) {
             return found;
         }
-        firstSample(blocks, starts, numel, open, source, sampleSize);
+        // A large scope (a whole model) gets a larger first sample: the band between the pivots shrinks with the
+        // square root of the sample, and must stay under the candidate budget for one pass to settle the threshold.
+        int first = numel > (64L << 20) && sampleSize == SAMPLE ? SAMPLE * 4 : sampleSize;
+        firstSample(blocks, starts, numel, open, source, first);
         for (int round = 0; !open.isEmpty(); round++) {
             if (round >= MAX_ROUNDS) {
                 throw new KilnException(what + ": could not find the magnitude threshold of model "

@@ -468,23 +468,23 @@ public final class MergePipeline {
             NDArray differs = merged.neq(baseArray);
             differs.attach(scratch);
             long changed = differs.countNonzero().getLong();
-            NDArray positive = null;
-            NDArray negative = null;
-            for (NDArray model : inputs) {
-                try (NDManager step = scratch.newSubManager()) {
-                    NDArray tau = model.sub(baseArray);
-                    tau.attach(step);
-                    NDArray pos = tau.gt(0);
-                    NDArray neg = tau.lt(0);
-                    NDArray p = positive == null ? pos : positive.logicalOr(pos);
-                    NDArray n = negative == null ? neg : negative.logicalOr(neg);
-                    p.attach(scratch);
-                    n.attach(scratch);
-                    positive = p;
-                    negative = n;
-                }
+            // Some task vector is positive and some negative where the largest model value is above the base and
+            // the smallest below it (again m - b > 0 exactly when m > b), which needs no task-vector arrays.
+            NDArray largest = inputs.get(0);
+            NDArray smallest = inputs.get(0);
+            for (int i = 1; i < inputs.size(); i++) {
+                largest = largest.maximum(inputs.get(i));
+                largest.attach(scratch);
+                smallest = smallest.minimum(inputs.get(i));
+                smallest.attach(scratch);
             }
-            long conflicts = positive.logicalAnd(negative).countNonzero().getLong();
+            NDArray positive = largest.gt(baseArray);
+            positive.attach(scratch);
+            NDArray negative = smallest.lt(baseArray);
+            negative.attach(scratch);
+            NDArray both = positive.logicalAnd(negative);
+            both.attach(scratch);
+            long conflicts = both.countNonzero().getLong();
             return new long[] {changed, conflicts};
         }
     }
