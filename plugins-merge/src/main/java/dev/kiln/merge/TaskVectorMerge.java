@@ -124,12 +124,15 @@ class TaskVectorMerge implements MergeMethod {
     /**
      * Without sparsification (task-arithmetic, with or without sign consensus) every step works on one element of the
      * task vectors, so the core may merge in row blocks. Magnitude pruning (ties, breadcrumbs) ranks the whole tensor
-     * and is blocked through {@link MagnitudeTrim} instead; DARE's mask draw and L1 rescale are not reproducible or
-     * not local per block, so DARE is whole-tensor.
+     * and is blocked through {@link MagnitudeTrim} instead. DARE with the inverse or no rescale is elementwise too:
+     * each block draws its own mask from its own random source (the SPI's per-block source), so a large tensor's
+     * masks depend on the block size but stay reproducible for a given seed and block size, and the drop
+     * probability per element is the same. DARE's L1 rescale needs the whole task vector's norm, so it stays
+     * whole-tensor.
      */
     @Override
     public boolean elementwise() {
-        return sparsifier == Sparsifier.NONE;
+        return sparsifier == Sparsifier.NONE || sparsifier == Sparsifier.RANDOM && rescale != Rescale.L1;
     }
 
     @Override
