@@ -148,7 +148,7 @@ class TaskVectorMerge implements MergeMethod {
                 // own manager, closed once the contribution exists, keeps one model's worth alive instead of all.
                 try (NDManager step = scope.manager().newSubManager()) {
                     tau.attach(step);
-                    NDArray contribution = sparsify(scope, i, tau).mul((float) weights[i]);
+                    NDArray contribution = scale(sparsify(scope, i, tau), weights[i]);
                     contribution.attach(scope.manager());
                     contributions.add(contribution);
                 }
@@ -162,7 +162,7 @@ class TaskVectorMerge implements MergeMethod {
                 for (int i = 0; i < contributions.size(); i++) {
                     NDArray agrees = contributions.get(i).sign().eq(elected).toType(DataType.FLOAT32, false);
                     NDArray kept = contributions.get(i).mul(agrees);
-                    NDArray weight = agrees.mul((float) weights[i]);
+                    NDArray weight = scale(agrees, weights[i]);
                     mixed = mixed == null ? kept : mixed.add(kept);
                     divisor = divisor == null ? weight : divisor.add(weight);
                 }
@@ -181,8 +181,16 @@ class TaskVectorMerge implements MergeMethod {
                 NDArray safe = divisor.eq(0f).toType(DataType.FLOAT32, false).add(divisor);
                 mixed = mixed.div(safe);
             }
-            return scope.finish(base.add(mixed.mul((float) lambda)));
+            return scope.finish(base.add(scale(mixed, lambda)));
         }
+    }
+
+    /**
+     * {@code x * factor} in float32; a factor of exactly 1 returns {@code x} itself, which is the same value bit for
+     * bit and saves a full pass over the block (weights and lambda are 1 in most recipes).
+     */
+    private static NDArray scale(NDArray x, double factor) {
+        return (float) factor == 1f ? x : x.mul((float) factor);
     }
 
     /**
