@@ -92,7 +92,7 @@ public final class MergePipeline {
 
     /** Selections over all float tensors of each model, and where each tensor's blocks start in the scope's plan. */
     private record ModelRanks(MagnitudeCuts.Found[][] found, long[][] counts, long numel,
-            Map<String, Integer> firstBlock) {
+            Map<String, Integer> firstBlock, boolean checked) {
     }
 
     public MergePipeline(MergeMethod method, MergeSpec spec, EventSink events) {
@@ -393,14 +393,16 @@ public final class MergePipeline {
         if (modelRanks != null) {
             // Whole-model trimming: every float tensor, small ones too, is cut at the model-wide thresholds.
             int first = modelRanks.firstBlock().get(name);
-            mergeBlocks(name, info, plan, base, models, output, stats, true, b -> MagnitudeCuts.ranks(modelRanks.found(),
-                    modelRanks.counts(), first + b, modelRanks.numel()));
+            mergeBlocks(name, info, plan, base, models, output, stats, modelRanks.checked(),
+                    b -> MagnitudeCuts.ranks(modelRanks.found(), modelRanks.counts(), first + b, modelRanks.numel()));
         } else if (plan.size() > 1 && trim != null) {
             long[][] counts = keepCounts(info.elementCount(), "tensor '" + name + "'");
             MagnitudeCuts.Found[][] found = MagnitudeCuts.find(plan, counts, source(base, models), null,
                     "tensor '" + name + "'");
-            mergeBlocks(name, info, plan, base, models, output, stats, true, b -> MagnitudeCuts.ranks(found, counts, b,
-                    info.elementCount()));
+            // Only a real search reads (and so checks) every block; "keep all" or "keep none" reads nothing.
+            boolean checked = MagnitudeCuts.searches(counts, info.elementCount());
+            mergeBlocks(name, info, plan, base, models, output, stats, checked,
+                    b -> MagnitudeCuts.ranks(found, counts, b, info.elementCount()));
         } else if (plan.size() > 1 && method.elementwise()) {
             mergeBlocks(name, info, plan, base, models, output, stats, false, b -> null);
         } else {
@@ -551,11 +553,11 @@ public final class MergePipeline {
         String where = "the whole model (trim-scope=model, " + numel + " float elements per model)";
         long[][] counts = keepCounts(numel, where);
         if (numel == 0) {
-            return new ModelRanks(new MagnitudeCuts.Found[counts.length][0], counts, 0, firstBlock);
+            return new ModelRanks(new MagnitudeCuts.Found[counts.length][0], counts, 0, firstBlock, false);
         }
         events.emit(Event.info("merge: ranking task-vector magnitudes over the whole model (trim-scope=model)"));
         MagnitudeCuts.Found[][] found = MagnitudeCuts.find(blocks, counts, source(base, models), pool, where);
-        return new ModelRanks(found, counts, numel, firstBlock);
+        return new ModelRanks(found, counts, numel, firstBlock, MagnitudeCuts.searches(counts, numel));
     }
 
     /** Task-vector magnitudes {@code |model_i - base|} of a block, read from the inputs, for the threshold search. */

@@ -371,6 +371,26 @@ class MagnitudeTrimTest {
     }
 
     @Test
+    void aNanIsStillFoundWhenNothingIsTrimmedAndNoSearchReadsTheInputs() {
+        checkpoints(new Random(9), 2);
+        float[] bad = new float[360];
+        bad[300] = Float.NaN;
+        MergePipelineTest.write(dir.resolve("m2.safetensors"), T.f("t0", DType.F32, bad, 40, 9),
+                T.f("t1", DType.F32, new float[120], 120), T.f("t2", DType.F32, new float[9], 3, 3),
+                T.f("t3", DType.F32, new float[110], 11, 2, 5), T.i64("pos", new long[] {1, 1, 2}));
+        for (MagnitudeTrim.TrimScope scope : MagnitudeTrim.TrimScope.values()) {
+            Path out = dir.resolve("keepall-" + scope + "/out.safetensors");
+            // density 1 and gamma 0 keep everything: no threshold to search, so the merge pass must check.
+            MergePipeline pipeline = new MergePipeline(new Trim(1.0, 0, scope), spec(2, out, 1, Map.of()), null);
+            pipeline.blockElements(20);
+            KilnException e = assertThrows(KilnException.class, pipeline::run);
+            assertTrue(e.getMessage().contains("'t0'") && e.getMessage().contains("model 2")
+                    && e.getMessage().contains("NaN"), scope + ": " + e.getMessage());
+            assertFalse(Files.exists(out));
+        }
+    }
+
+    @Test
     void nonFiniteTaskVectorsAreRefusedByTheSearchEvenWithAllowNonFinite() {
         checkpoints(new Random(8), 2);
         float[] bad = new float[360];
