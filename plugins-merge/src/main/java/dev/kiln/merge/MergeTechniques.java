@@ -7,6 +7,7 @@ import dev.kiln.spi.Parameters;
 import dev.kiln.spi.SimpleTechnique;
 import dev.kiln.spi.Technique;
 import dev.kiln.spi.TechniqueProvider;
+import dev.kiln.spi.merge.MagnitudeTrim;
 import dev.kiln.spi.merge.MergeMethod;
 import java.util.List;
 
@@ -14,7 +15,8 @@ import java.util.List;
  * The merge family: linear, task-arithmetic, ties, dare, breadcrumbs, slerp, model-stock, fisher and pcb.
  *
  * <p>Every method works on one tensor name at a time, so densities, top-k selections, norms and angles are per
- * tensor, never over the whole model. Defaults follow mergekit where it has the method (density 1.0 means no
+ * tensor, except that ties and breadcrumbs may rank magnitudes over the whole model ({@code trim-scope=model}, found
+ * by the core in a first pass through {@link dev.kiln.spi.merge.MagnitudeTrim}). Defaults follow mergekit where it has the method (density 1.0 means no
  * trimming until set; {@code normalize} on for linear and ties, off for the others), so recipes port unchanged.
  * Per-model {@code density} and {@code gamma} overrides ({@code ModelTensor.overrides}) take precedence over the
  * method's parameter.
@@ -55,6 +57,13 @@ public final class MergeTechniques implements TechniqueProvider {
                 "none sums the sparsified task vectors; ties keeps only the entries agreeing with the elected sign");
     }
 
+    private static ParameterSpec trimScope() {
+        return ParameterSpec.choice("trim-scope", "tensor", List.of("tensor", "model"),
+                "where magnitudes are ranked for trimming: per tensor (mergekit) or over all float tensors of each "
+                        + "model together, one threshold per model (the TIES paper's global top-k); density then "
+                        + "counts over the whole model");
+    }
+
     private static ParameterSpec normalize(boolean defaultValue, String what) {
         return ParameterSpec.flag("normalize", defaultValue, what);
     }
@@ -79,14 +88,15 @@ public final class MergeTechniques implements TechniqueProvider {
 
     static SimpleTechnique<MergeMethod> ties() {
         return SimpleTechnique.<MergeMethod>of(Kind.MERGE, "ties",
-                "TIES: per tensor keep each task vector's round(density*numel) largest magnitudes (equal "
-                        + "magnitudes taken in index order), elect a sign per element, and average the agreeing "
+                "TIES: per tensor (or over the whole model, trim-scope) keep each task vector's "
+                        + "round(density*numel) largest magnitudes (equal magnitudes taken in index order), elect a sign per element, and average the agreeing "
                         + "entries weighted by the model weights (mergekit's disjoint mean)",
                 List.of(density("fraction of each task vector kept by magnitude, per tensor; 1 keeps all "
                                 + "(mergekit default); per-model override 'density'"),
                         lambda(1.0), signMethod(),
                         normalize(true, "divide by the summed weights of the agreeing models (disjoint mean); "
-                                + "false sums them")),
+                                + "false sums them"),
+                        trimScope()),
                 p -> gta(p, "ties", TaskVectorMerge.Sparsifier.MAGNITUDE, true, p.getDouble("density"), 0,
                         TaskVectorMerge.Rescale.NONE))
                 .withReference("Yadav et al. 2023, TIES-Merging (arXiv 2306.01708); " + MERGEKIT);
@@ -123,7 +133,7 @@ public final class MergeTechniques implements TechniqueProvider {
                                 + "(reduced when density leaves no room); per-model override 'gamma'")
                                 .between(0, 1),
                         consensus(), signMethod(), lambda(1.0),
-                        normalize(false, "divide by the summed weights of the (agreeing) models")),
+                        normalize(false, "divide by the summed weights of the (agreeing) models"), trimScope()),
                 p -> gta(p, "breadcrumbs", TaskVectorMerge.Sparsifier.OUTLIERS,
                         p.getString("consensus").equals("ties"), p.getDouble("density"), p.getDouble("gamma"),
                         TaskVectorMerge.Rescale.NONE))
@@ -198,6 +208,12 @@ public final class MergeTechniques implements TechniqueProvider {
     private static MergeMethod gta(Parameters p, String id, TaskVectorMerge.Sparsifier sparsifier, boolean consensus,
             double density, double gamma, TaskVectorMerge.Rescale rescale, TaskVectorMerge.KeepMasks masks) {
         boolean count = p.asMap().containsKey("sign-method") && p.getString("sign-method").equals("count");
+        if (sparsifier == TaskVectorMerge.Sparsifier.MAGNITUDE || sparsifier == TaskVectorMerge.Sparsifier.OUTLIERS) {
+            MagnitudeTrim.TrimScope scope = p.getString("trim-scope").equals("model") ? MagnitudeTrim.TrimScope.MODEL
+                    : MagnitudeTrim.TrimScope.TENSOR;
+            return TaskVectorMerge.trimmed(id, sparsifier, consensus, count, p.getBoolean("normalize"),
+                    p.getDouble("lambda"), density, gamma, scope);
+        }
         return new TaskVectorMerge(id, sparsifier, consensus, count, p.getBoolean("normalize"),
                 p.getDouble("lambda"), density, gamma, rescale, masks);
     }

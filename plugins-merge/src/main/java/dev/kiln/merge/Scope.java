@@ -11,6 +11,7 @@ import java.util.Collections;
 import java.util.IdentityHashMap;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
 import java.util.Set;
 
 /**
@@ -137,10 +138,21 @@ final class Scope implements AutoCloseable {
      * {@code [min, max]} ({@code minOpen} excludes the lower bound) so a bad override names the model and tensor.
      */
     double perModel(int i, String parameter, double fallback, double min, boolean minOpen, double max) {
-        double value = model(i).parameter(parameter, fallback);
+        return perModel(method, "tensor '" + name() + "'", i, model(i).overrides(), parameter, fallback, min, minOpen,
+                max);
+    }
+
+    /**
+     * {@link #perModel(int, String, double, double, boolean, double)} without a scope, for checks made before any
+     * tensor is loaded; {@code where} names what is being merged (e.g. {@code tensor 'w'}).
+     */
+    static double perModel(String method, String where, int i, Map<String, Double> overrides, String parameter,
+            double fallback, double min, boolean minOpen, double max) {
+        Double override = overrides.get(parameter);
+        double value = override == null ? fallback : override;
         boolean ok = (minOpen ? value > min : value >= min) && value <= max;
         if (!ok || Double.isNaN(value)) {
-            throw new KilnException("tensor '" + name() + "': model " + i + " sets " + parameter + " = " + value
+            throw new KilnException(where + ": model " + i + " sets " + parameter + " = " + value
                     + " for merge method '" + method + "', allowed " + (minOpen ? "(" : "[") + min + ", " + max
                     + "]");
         }

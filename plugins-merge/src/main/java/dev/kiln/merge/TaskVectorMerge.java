@@ -5,10 +5,14 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
+import dev.kiln.spi.KilnException;
+import dev.kiln.spi.merge.MagnitudeRanks;
+import dev.kiln.spi.merge.MagnitudeTrim;
 import dev.kiln.spi.merge.MergeInput;
 import dev.kiln.spi.merge.MergeMethod;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.random.RandomGenerator;
 
 /**
@@ -19,7 +23,7 @@ import java.util.random.RandomGenerator;
  * consensus, {@code m_i = [sign(c_i) == elected sign]}, else {@code m_i = 1}; then
  * {@code theta = base + lambda * sum_i m_i c_i / (normalize ? sum_i w_i m_i : 1)}, a zero divisor counting as 1.
  */
-final class TaskVectorMerge implements MergeMethod {
+class TaskVectorMerge implements MergeMethod {
 
     /** How each task vector is thinned before summing. */
     enum Sparsifier { NONE, MAGNITUDE, RANDOM, OUTLIERS }
@@ -64,6 +68,40 @@ final class TaskVectorMerge implements MergeMethod {
     private final Rescale rescale;
     private final KeepMasks masks;
 
+    /**
+     * The magnitude-trimming members (ties, breadcrumbs): they declare their top-k selections so the core can find
+     * them over a whole tensor or model in a first pass and then merge in row blocks.
+     */
+    static final class Trimmed extends TaskVectorMerge implements MagnitudeTrim {
+        private final TrimScope scope;
+
+        Trimmed(String id, Sparsifier sparsifier, boolean consensus, boolean countSigns, boolean normalize,
+                double lambda, double density, double gamma, TrimScope scope) {
+            super(id, sparsifier, consensus, countSigns, normalize, lambda, density, gamma, Rescale.NONE,
+                    ENGINE_MASKS);
+            if (sparsifier != Sparsifier.MAGNITUDE && sparsifier != Sparsifier.OUTLIERS) {
+                throw new IllegalArgumentException(sparsifier + " does not trim by magnitude");
+            }
+            this.scope = scope;
+        }
+
+        @Override
+        public TrimScope trimScope() {
+            return scope;
+        }
+
+        @Override
+        public long[] keepCounts(int model, Map<String, Double> overrides, long numel, String where) {
+            return counts(model, overrides, numel, where);
+        }
+    }
+
+    /** A task-vector merge that trims by magnitude, with the given trim scope. */
+    static TaskVectorMerge trimmed(String id, Sparsifier sparsifier, boolean consensus, boolean countSigns,
+            boolean normalize, double lambda, double density, double gamma, MagnitudeTrim.TrimScope scope) {
+        return new Trimmed(id, sparsifier, consensus, countSigns, normalize, lambda, density, gamma, scope);
+    }
+
     TaskVectorMerge(String id, Sparsifier sparsifier, boolean consensus, boolean countSigns, boolean normalize,
             double lambda, double density, double gamma, Rescale rescale, KeepMasks masks) {
         this.id = id;
@@ -85,12 +123,16 @@ final class TaskVectorMerge implements MergeMethod {
 
     /**
      * Without sparsification (task-arithmetic, with or without sign consensus) every step works on one element of the
-     * task vectors, so the core may merge in row blocks. Magnitude pruning (ties, breadcrumbs) ranks the whole tensor,
-     * and DARE's mask draw and L1 rescale are not reproducible or not local per block, so those are whole-tensor.
+     * task vectors, so the core may merge in row blocks. Magnitude pruning (ties, breadcrumbs) ranks the whole tensor
+     * and is blocked through {@link MagnitudeTrim} instead. DARE with the inverse or no rescale is elementwise too:
+     * each block draws its own mask from its own random source (the SPI's per-block source), so a large tensor's
+     * masks depend on the block size but stay reproducible for a given seed and block size, and the drop
+     * probability per element is the same. DARE's L1 rescale needs the whole task vector's norm, so it stays
+     * whole-tensor.
      */
     @Override
     public boolean elementwise() {
-        return sparsifier == Sparsifier.NONE;
+        return sparsifier == Sparsifier.NONE || sparsifier == Sparsifier.RANDOM && rescale != Rescale.L1;
     }
 
     @Override
@@ -102,7 +144,14 @@ final class TaskVectorMerge implements MergeMethod {
             for (int i = 0; i < scope.size(); i++) {
                 weights[i] = scope.model(i).weight();
                 NDArray tau = scope.tensor(i).sub(base);
-                contributions.add(sparsify(scope, i, tau).mul((float) weights[i]));
+                // Trimming makes several full-size temporaries per model (magnitudes, masks); giving them their
+                // own manager, closed once the contribution exists, keeps one model's worth alive instead of all.
+                try (NDManager step = scope.manager().newSubManager()) {
+                    tau.attach(step);
+                    NDArray contribution = scale(sparsify(scope, i, tau), weights[i]);
+                    contribution.attach(scope.manager());
+                    contributions.add(contribution);
+                }
             }
             NDArray mixed;
             NDArray divisor;
@@ -113,7 +162,7 @@ final class TaskVectorMerge implements MergeMethod {
                 for (int i = 0; i < contributions.size(); i++) {
                     NDArray agrees = contributions.get(i).sign().eq(elected).toType(DataType.FLOAT32, false);
                     NDArray kept = contributions.get(i).mul(agrees);
-                    NDArray weight = agrees.mul((float) weights[i]);
+                    NDArray weight = scale(agrees, weights[i]);
                     mixed = mixed == null ? kept : mixed.add(kept);
                     divisor = divisor == null ? weight : divisor.add(weight);
                 }
@@ -132,38 +181,67 @@ final class TaskVectorMerge implements MergeMethod {
                 NDArray safe = divisor.eq(0f).toType(DataType.FLOAT32, false).add(divisor);
                 mixed = mixed.div(safe);
             }
-            return scope.finish(base.add(mixed.mul((float) lambda)));
+            return scope.finish(base.add(scale(mixed, lambda)));
         }
+    }
+
+    /**
+     * {@code x * factor} in float32; a factor of exactly 1 returns {@code x} itself, which is the same value bit for
+     * bit and saves a full pass over the block (weights and lambda are 1 in most recipes).
+     */
+    private static NDArray scale(NDArray x, double factor) {
+        return (float) factor == 1f ? x : x.mul((float) factor);
+    }
+
+    /**
+     * The k values of the magnitude selections of model {@code i} over {@code numel} elements: {@code {k}} for
+     * magnitude pruning; for breadcrumbs {@code {numel - bottom, top}}, the elements not among the smallest and those
+     * among the largest (outliers).
+     */
+    long[] counts(int i, Map<String, Double> overrides, long numel, String where) {
+        double d = Scope.perModel(id, where, i, overrides, "density", density, 0, true, 1);
+        if (sparsifier == Sparsifier.MAGNITUDE) {
+            return new long[] {Selection.count(d, numel)};
+        }
+        double g = Scope.perModel(id, where, i, overrides, "gamma", gamma, 0, false, 1);
+        long target = Selection.count(d, numel);
+        long top = Selection.count(g, numel);
+        long bottom = numel - target - top;
+        if (bottom < 0) {
+            // Not enough room for both cuts: keep the density and drop fewer of the largest (mergekit).
+            top = numel - target;
+            bottom = 0;
+        }
+        return new long[] {numel - bottom, top};
     }
 
     private NDArray sparsify(Scope scope, int i, NDArray tau) {
         switch (sparsifier) {
-            case MAGNITUDE: {
-                double d = scope.perModel(i, "density", density, 0, true, 1);
-                long k = Selection.count(d, tau.size());
-                if (k >= tau.size()) {
-                    return tau;
-                }
-                return tau.mul(Selection.largest(tau.abs(), k, scope.name()).toType(DataType.FLOAT32, false));
-            }
+            case MAGNITUDE:
             case OUTLIERS: {
-                double d = scope.perModel(i, "density", density, 0, true, 1);
-                double g = scope.perModel(i, "gamma", gamma, 0, false, 1);
-                long numel = tau.size();
-                long target = Selection.count(d, numel);
-                long top = Selection.count(g, numel);
-                long bottom = numel - target - top;
-                if (bottom < 0) {
-                    // Not enough room for both cuts: keep the density and drop fewer of the largest (mergekit).
-                    top = numel - target;
-                    bottom = 0;
+                MagnitudeRanks ranks = scope.input().ranks();
+                if (ranks == null && this instanceof MagnitudeTrim t
+                        && t.trimScope() == MagnitudeTrim.TrimScope.MODEL) {
+                    throw new KilnException("tensor '" + scope.name() + "': merge method '" + id + "' with "
+                            + "trim-scope=model ranks magnitudes over the whole model, which only the merge pipeline"
+                            + " can do (it finds the thresholds in a first pass); no ranks were given");
                 }
-                if (top == 0 && bottom == 0) {
+                long numel = ranks != null ? ranks.scopeElements() : tau.size();
+                long[] k = counts(i, scope.model(i).overrides(), numel, "tensor '" + scope.name() + "'");
+                if (sparsifier == Sparsifier.MAGNITUDE) {
+                    if (k[0] >= numel) {
+                        return tau;
+                    }
+                    return tau.mul(largest(scope, ranks, i, tau.abs(), k[0]).toType(DataType.FLOAT32, false));
+                }
+                long notSmall = k[0];
+                long top = k[1];
+                if (top == 0 && notSmall == numel) {
                     return tau;
                 }
                 NDArray magnitude = tau.abs();
-                NDArray notTooSmall = Selection.largest(magnitude, numel - bottom, scope.name());
-                NDArray tooLarge = Selection.largest(magnitude, top, scope.name());
+                NDArray notTooSmall = largest(scope, ranks, i, magnitude, notSmall);
+                NDArray tooLarge = largest(scope, ranks, i, magnitude, top);
                 return tau.mul(notTooSmall.logicalAnd(tooLarge.logicalNot()).toType(DataType.FLOAT32, false));
             }
             case RANDOM: {
@@ -174,6 +252,11 @@ final class TaskVectorMerge implements MergeMethod {
             default:
                 return tau;
         }
+    }
+
+    /** The k largest of the scope: from the core's ranks when merging a block, else ranked here over the tensor. */
+    private static NDArray largest(Scope scope, MagnitudeRanks ranks, int i, NDArray magnitude, long k) {
+        return ranks != null ? ranks.largest(i, k, magnitude) : Selection.largest(magnitude, k, scope.name());
     }
 
     /** DARE's drop and compensation, separate from the mask draw so it can be checked with known masks. */

@@ -58,6 +58,50 @@ class DareTest {
     }
 
     @Test
+    void inverseAndNoRescaleAreElementwiseSoBlocksWithTheSameMasksGiveTheWholeResultBitForBit() {
+        Fixture f = TaskVectorMethodsTest.scenarios().get(3);
+        int n = f.models.length;
+        for (String rescale : new String[] {"inverse", "none"}) {
+            for (String consensus : new String[] {"none", "ties"}) {
+                Map<String, String> p = Map.of("density", "0.6", "rescale", rescale, "consensus", consensus);
+                boolean[][] keep = masks(11, n, 42, filled(n, 0.6));
+                MergeMethod whole = Fixture.method(MergeTechniques.dare(given(keep)), p);
+                assertTrue(whole.elementwise(), rescale);
+                double[] want = f.run(manager, whole, SHAPE);
+                // Rows [r0, r0 + 2) of the 6 x 7 tensor, each block with its slice of the same masks.
+                double[] got = new double[42];
+                for (int r0 = 0; r0 < 6; r0 += 2) {
+                    int from = r0 * 7;
+                    int to = from + 14;
+                    boolean[][] slice = new boolean[n][];
+                    for (int i = 0; i < n; i++) {
+                        slice[i] = java.util.Arrays.copyOfRange(keep[i], from, to);
+                    }
+                    Fixture part = new Fixture(java.util.Arrays.copyOfRange(f.base, from, to), sliceRows(f.models,
+                            from, to), f.weights);
+                    double[] block = part.run(manager, Fixture.method(MergeTechniques.dare(given(slice)), p),
+                            new Shape(2, 7));
+                    System.arraycopy(block, 0, got, from, 14);
+                }
+                for (int j = 0; j < 42; j++) {
+                    assertEquals(Double.doubleToRawLongBits(want[j]), Double.doubleToRawLongBits(got[j]),
+                            rescale + "/" + consensus + " [" + j + "]");
+                }
+            }
+        }
+        assertFalse(Fixture.method(MergeTechniques.dare(), Map.of("rescale", "l1")).elementwise(),
+                "the L1 rescale needs the whole task vector's norm");
+    }
+
+    private static double[][] sliceRows(double[][] models, int from, int to) {
+        double[][] out = new double[models.length][];
+        for (int i = 0; i < models.length; i++) {
+            out[i] = java.util.Arrays.copyOfRange(models[i], from, to);
+        }
+        return out;
+    }
+
+    @Test
     void arithmeticMatchesReferenceWithKnownMasks() {
         String[][] settings = {
             {"0.5", "inverse", "none", "false"}, {"0.3", "l1", "none", "false"}, {"0.7", "none", "ties", "true"},

@@ -74,13 +74,16 @@ public final class MergeMemory {
         if (!direct.equals("default")) {
             command.add("-XX:MaxDirectMemorySize=" + direct);
         }
+        // "ties-model" is ties with trim-scope=model: one magnitude threshold per model over all its tensors.
+        boolean wholeModel = method.equals("ties-model");
         command.addAll(List.of("-Dai.djl.offline=true", "-cp", System.getProperty("java.class.path"),
-                MergeChild.class.getName(), "--method", method, "--threads", Integer.toString(threads),
+                MergeChild.class.getName(), "--method", wholeModel ? "ties" : method, "--threads",
+                Integer.toString(threads),
                 "--out", dir.resolve("merged-" + method + ".safetensors").toString()));
         if (method.equals("linear")) {
             command.addAll(List.of("--models", files.get(0) + "," + files.get(1) + "," + files.get(2)));
         } else {
-            command.addAll(List.of("--params", "density=0.2", "--base", files.get(0).toString(), "--models",
+            command.addAll(List.of("--params", wholeModel ? "density=0.2,trim-scope=model" : "density=0.2", "--base", files.get(0).toString(), "--models",
                     files.get(1) + "," + files.get(2)));
         }
         Process process = new ProcessBuilder(command).redirectErrorStream(true).start();

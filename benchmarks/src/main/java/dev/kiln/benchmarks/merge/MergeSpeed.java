@@ -23,8 +23,9 @@ import java.util.Map;
  * The files are read once before the first round so that the page cache is warm for everything timed.
  *
  * <pre>
- * java -Xmx2g -XX:MaxDirectMemorySize=4g -Dai.djl.offline=true -cp CLASSPATH dev.kiln.benchmarks.merge.MergeSpeed [--dir /tmp/kiln-merge-bench]
- *     [--rounds 2] [--threads 2] [--out docs/results/merge-speed.md] [--keep false] [--command "..."]
+ * java -Xmx2g -Dai.djl.offline=true -cp CLASSPATH dev.kiln.benchmarks.merge.MergeSpeed [--dir /tmp/kiln-merge-bench]
+ *     [--rounds 2] [--threads 2] [--outdir DIR (default: --dir)] [--out docs/results/merge-speed.md] [--keep false]
+ *     [--command "..."]
  * </pre>
  */
 public final class MergeSpeed {
@@ -45,25 +46,34 @@ public final class MergeSpeed {
         for (Path f : files) {
             input += Files.size(f);
         }
-        Path output = dir.resolve("speed-merged.safetensors");
+        // The output may go elsewhere than the inputs (e.g. a tmpfs, to separate the disk's write speed from the
+        // merge's own work).
+        Path outDir = Path.of(options.getOrDefault("outdir", dir.toString()));
+        Files.createDirectories(outDir);
+        Path output = outDir.resolve("speed-merged.safetensors");
         Map<String, List<Double>> seconds = new LinkedHashMap<>();
         for (String row : List.of("read", "linear", "ties")) {
             seconds.put(row, new ArrayList<>());
         }
+        // Seconds each merge spent forcing its output to disk and renaming it (the report's commitSeconds).
+        Map<String, List<Double>> commits = new LinkedHashMap<>();
+        commits.put("linear", new ArrayList<>());
+        commits.put("ties", new ArrayList<>());
         try {
             readAll(files);
             for (int round = 0; round < rounds; round++) {
                 String command = options.getOrDefault("command", "(not given)");
                 // The page is rewritten after every row so that a run cut short keeps what it measured.
                 seconds.get("read").add(time(() -> readAll(files)));
-                write(out, command, input, threads, seconds);
-                seconds.get("linear").add(time(() -> BenchSupport.merge("linear", Map.of(), null, files, output,
-                        threads, 1L)));
-                write(out, command, input, threads, seconds);
-                seconds.get("ties").add(time(() -> BenchSupport.merge("ties", Map.of("density", "0.2"), files.get(0),
-                        files.subList(1, files.size()), output, threads, 1L)));
-                System.out.println("round " + (round + 1) + ": " + seconds);
-                write(out, command, input, threads, seconds);
+                write(out, command, input, threads, seconds, commits, outDir);
+                seconds.get("linear").add(time(() -> commits.get("linear").add(commitSeconds(BenchSupport.merge(
+                        "linear", Map.of(), null, files, output, threads, 1L)))));
+                write(out, command, input, threads, seconds, commits, outDir);
+                seconds.get("ties").add(time(() -> commits.get("ties").add(commitSeconds(BenchSupport.merge("ties",
+                        Map.of("density", "0.2"), files.get(0), files.subList(1, files.size()), output, threads,
+                        1L)))));
+                System.out.println("round " + (round + 1) + ": " + seconds + " commit " + commits);
+                write(out, command, input, threads, seconds, commits, outDir);
             }
         } finally {
             Files.deleteIfExists(output);
@@ -96,29 +106,38 @@ public final class MergeSpeed {
         return sum;
     }
 
+    private static double commitSeconds(Map<String, Object> report) {
+        Object value = ((Map<?, ?>) report.get("totals")).get("commitSeconds");
+        return value instanceof Number n ? n.doubleValue() : 0.0;
+    }
+
     private static double min(List<Double> values) {
         return values.stream().mapToDouble(Double::doubleValue).min().orElse(Double.NaN);
     }
 
-    private static void write(Path out, String command, long input, int threads, Map<String, List<Double>> seconds) {
+    private static void write(Path out, String command, long input, int threads, Map<String, List<Double>> seconds,
+            Map<String, List<Double>> commits, Path outDir) {
         double readBest = min(seconds.get("read"));
         StringBuilder md = new StringBuilder();
         md.append("# Merge speed: GB/s of input merged, as a ratio to reading the same files\n\n");
         md.append(String.format(Locale.ROOT, "Input: the three seeded synthetic Llama-shaped float32 checkpoints of"
                 + " `merge-memory.md` (base + two fine-tunes, %s together). All rows are measured in one JVM"
-                + " (`-Xmx2g -XX:MaxDirectMemorySize=4g`: the reader's direct buffers for 2 threads x 3 inputs of"
-                + " the 262 MB embedding exceed the default limit), in alternating rounds (read, linear, ties), after one untimed read of all three files"
+                + " (`" + String.join(" ", java.lang.management.ManagementFactory.getRuntimeMXBean()
+                        .getInputArguments()) + "`), in alternating rounds (read, linear, ties), after one untimed"
+                + " read of all three files"
                 + " so the page cache is warm for every row. **read**: every tensor's bytes read into a Java array"
                 + " with `SafetensorsReader.readBytes` and dropped. **linear**: `MergePipeline` averaging the three"
                 + " files. **ties**: `MergePipeline`, ties of the two fine-tunes onto the base, density 0.2. Both"
                 + " merges use %d merge thread(s), check every input for NaN/Inf, compute the per-tensor report"
-                + " statistics (ties: kept density and sign conflicts), and write and fsync a %s output to /tmp."
+                + " statistics (ties: kept density and sign conflicts), and write and fsync a %s output to " + outDir
+                + "."
                 + " GB/s = input bytes (all three files, the same for every row) / seconds. Ratio = merge GB/s /"
                 + " read GB/s of the fastest read round (the least disturbed).%n%n", BenchSupport.gib(input),
                 threads, BenchSupport.gib(input / 3)));
         md.append("Targets (issue 4): linear >= 0.5, ties >= 0.25.\n\n");
-        md.append("| row | seconds per round | best seconds | GB/s (best) | ratio to read | target | met |\n");
-        md.append("|---|---|---:|---:|---:|---:|---|\n");
+        md.append("| row | seconds per round | best seconds | GB/s (best) | ratio to read | target | met |"
+                + " commit (fsync + rename) s, best round | ratio without the commit |\n");
+        md.append("|---|---|---:|---:|---:|---:|---|---:|---:|\n");
         for (Map.Entry<String, List<Double>> e : seconds.entrySet()) {
             if (e.getValue().isEmpty()) {
                 md.append("| ").append(e.getKey()).append(" | not run | | | | | |\n");
@@ -132,9 +151,17 @@ public final class MergeSpeed {
             double ratio = readBest / best;
             String target = e.getKey().equals("linear") ? ">= 0.5" : e.getKey().equals("ties") ? ">= 0.25" : "";
             double want = e.getKey().equals("linear") ? LINEAR_TARGET : TIES_TARGET;
-            md.append(String.format(Locale.ROOT, "| %s | %s | %.1f | %.3f | %.3f | %s | %s |%n", e.getKey(), all,
-                    best, input / 1e9 / best, ratio, target, e.getKey().equals("read") ? ""
-                            : ratio >= want ? "yes" : "**no**"));
+            String commit = "";
+            String without = "";
+            List<Double> c = commits.get(e.getKey());
+            if (c != null && c.size() == e.getValue().size()) {
+                int at = e.getValue().indexOf(best);
+                commit = String.format(Locale.ROOT, "%.1f", c.get(at));
+                without = String.format(Locale.ROOT, "%.3f", readBest / (best - c.get(at)));
+            }
+            md.append(String.format(Locale.ROOT, "| %s | %s | %.1f | %.3f | %.3f | %s | %s | %s | %s |%n",
+                    e.getKey(), all, best, input / 1e9 / best, ratio, target, e.getKey().equals("read") ? ""
+                            : ratio >= want ? "yes" : "**no**", commit, without));
         }
         md.append("\n");
         md.append("Command: `").append(command).append("`\n\n");

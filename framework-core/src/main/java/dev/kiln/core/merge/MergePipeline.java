@@ -7,6 +7,7 @@ import dev.kiln.core.io.AtomicFiles;
 import dev.kiln.core.safetensors.DType;
 import dev.kiln.core.safetensors.DirectBuffers;
 import dev.kiln.core.safetensors.FloatBits;
+import dev.kiln.core.safetensors.SafetensorsReader;
 import dev.kiln.core.safetensors.SafetensorsWriter;
 import dev.kiln.core.safetensors.ShardedCheckpoint;
 import dev.kiln.core.safetensors.ShardedCheckpointWriter;
@@ -17,6 +18,8 @@ import dev.kiln.core.worker.EventSink;
 import dev.kiln.core.worker.Json;
 import dev.kiln.core.worker.KilnVersion;
 import dev.kiln.spi.KilnException;
+import dev.kiln.spi.merge.MagnitudeRanks;
+import dev.kiln.spi.merge.MagnitudeTrim;
 import dev.kiln.spi.merge.MergeInput;
 import dev.kiln.spi.merge.MergeMethod;
 import dev.kiln.spi.merge.ModelTensor;
@@ -26,11 +29,9 @@ import java.lang.management.MemoryPoolMXBean;
 import java.lang.management.MemoryType;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashSet;
@@ -67,8 +68,14 @@ public final class MergePipeline {
     /** Seconds between progress events. */
     private static final long PROGRESS_NANOS = 2_000_000_000L;
 
-    /** Default largest tensor (in elements) an elementwise method merges whole; bigger ones go in row blocks. */
-    static final long DEFAULT_BLOCK_ELEMENTS = 16L << 20;
+    /**
+     * Default largest tensor (in elements) an elementwise or magnitude-trimming method merges whole; bigger ones go in
+     * row blocks. 1M float32 elements are 4 MiB per input. Measured on the 3 x 1.5 GB synthetic benchmark with two
+     * merge threads (docs/results/merge-memory.md), ties peaked at about 0.8 GB RSS with 1M-element blocks against
+     * 1.2-1.4 GB with 2M and 1.4-1.6 GB with 4M, and ran faster too (the temporaries stay in cache and the allocator
+     * reuses them); 256K-element blocks were slower again and no smaller.
+     */
+    static final long DEFAULT_BLOCK_ELEMENTS = 1L << 20;
 
     private final MergeMethod method;
     private final MergeSpec spec;
@@ -76,11 +83,21 @@ public final class MergePipeline {
     private final EventSink events;
     /** Per model, its statistic file (e.g. diagonal Fisher) or null; set by {@link #run} before merging starts. */
     private List<ShardedCheckpoint> statistics = List.of();
+    /** The method's magnitude trimming, or null. */
+    private final MagnitudeTrim trim;
+    /** With trim-scope=model: the selections over the whole model, found before merging starts. */
+    private ModelRanks modelRanks;
+
+    /** Selections over all float tensors of each model, and where each tensor's blocks start in the scope's plan. */
+    private record ModelRanks(MagnitudeCuts.Found[][] found, long[][] counts, long numel,
+            Map<String, Integer> firstBlock, boolean checked) {
+    }
 
     public MergePipeline(MergeMethod method, MergeSpec spec, EventSink events) {
         this.method = method;
         this.spec = spec;
         this.events = events == null ? e -> { } : events;
+        this.trim = method instanceof MagnitudeTrim t ? t : null;
     }
 
     /** For tests: a small block size exercises row-block merging on small tensors. */
@@ -248,12 +265,16 @@ public final class MergePipeline {
                         stem(spec.output()), spec.maxShardBytes(), metadata, specs))
                 : new Output(SafetensorsWriter.create(spec.output(), metadata, specs), null);
         Map<String, Map<String, Object>> perTensor = new LinkedHashMap<>();
+        long commitNanos = 0;
         ExecutorService pool = Executors.newFixedThreadPool(spec.threads(), runnable -> {
             Thread t = new Thread(runnable, "kiln-merge");
             t.setDaemon(true);
             return t;
         });
         try (output) {
+            if (trim != null && trim.trimScope() == MagnitudeTrim.TrimScope.MODEL) {
+                modelRanks = findModelRanks(base, models, reference, names, pool);
+            }
             CompletionService<Map<String, Object>> done = new ExecutorCompletionService<>(pool);
             List<Future<Map<String, Object>>> futures = new ArrayList<>();
             for (String name : names) {
@@ -277,7 +298,9 @@ public final class MergePipeline {
                     progress(finished, names.size(), bytesDone, bytesIn, now - started);
                 }
             }
+            long committing = System.nanoTime();
             output.commit();
+            commitNanos = System.nanoTime() - committing;
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             throw new KilnException("merge interrupted", e);
@@ -302,6 +325,8 @@ public final class MergePipeline {
         totals.put("bytesIn", bytesIn);
         totals.put("seconds", seconds);
         totals.put("gbPerSecond", seconds > 0 ? bytesIn / 1e9 / seconds : 0.0);
+        // Forcing the output to disk and renaming it: bounded by the disk, not by the merge (reported apart).
+        totals.put("commitSeconds", commitNanos / 1e9);
         totals.put("peakHeapBytes", peakHeap());
         totals.put("threads", spec.threads());
         report.put("totals", totals);
@@ -362,9 +387,22 @@ public final class MergePipeline {
             stats.put("seconds", (System.nanoTime() - t0) / 1e9);
             return stats;
         }
-        long rows = info.shape().length == 0 ? 1 : info.shape()[0];
-        if (info.elementCount() > blockElements && rows > 1 && method.elementwise()) {
-            mergeBlocks(name, info, base, models, output, stats);
+        List<MagnitudeCuts.Block> plan = plan(name, info);
+        if (modelRanks != null) {
+            // Whole-model trimming: every float tensor, small ones too, is cut at the model-wide thresholds.
+            int first = modelRanks.firstBlock().get(name);
+            mergeBlocks(name, info, plan, base, models, output, stats, modelRanks.checked(),
+                    b -> MagnitudeCuts.ranks(modelRanks.found(), modelRanks.counts(), first + b, modelRanks.numel()));
+        } else if (plan.size() > 1 && trim != null) {
+            long[][] counts = keepCounts(info.elementCount(), "tensor '" + name + "'");
+            MagnitudeCuts.Found[][] found = MagnitudeCuts.find(plan, counts, source(base, models), null,
+                    "tensor '" + name + "'");
+            // Only a real search reads (and so checks) every block; "keep all" or "keep none" reads nothing.
+            boolean checked = MagnitudeCuts.searches(counts, info.elementCount());
+            mergeBlocks(name, info, plan, base, models, output, stats, checked,
+                    b -> MagnitudeCuts.ranks(found, counts, b, info.elementCount()));
+        } else if (plan.size() > 1 && method.elementwise()) {
+            mergeBlocks(name, info, plan, base, models, output, stats, false, b -> null);
         } else {
             try (NDManager manager = NDManager.newBaseManager()) {
                 NDArray baseArray = base == null ? null : load(base, name, manager, "the base model");
@@ -377,7 +415,7 @@ public final class MergePipeline {
                     ShardedCheckpoint s = statistics.isEmpty() ? null : statistics.get(i);
                     stat.add(s == null ? null : load(s, name, manager, statisticRole(i)));
                 }
-                NDArray merged = mergeArrays(name, baseArray, inputs, stat, random(spec.seed(), name));
+                NDArray merged = mergeArrays(name, baseArray, inputs, stat, random(spec.seed(), name), null);
                 long[] counts = countChanges(merged, baseArray, inputs);
                 if (counts != null) {
                     putChangeStats(stats, counts, info.elementCount());
@@ -399,13 +437,13 @@ public final class MergePipeline {
 
     /** Runs the method on loaded arrays; returns the result as float32, its shape checked. */
     private NDArray mergeArrays(String name, NDArray baseArray, List<NDArray> inputs, List<NDArray> stat,
-            RandomGenerator random) {
+            RandomGenerator random, MagnitudeRanks ranks) {
         List<ModelTensor> tensors = new ArrayList<>();
         for (int i = 0; i < inputs.size(); i++) {
             MergeSpec.ModelInput input = spec.models().get(i);
             tensors.add(new ModelTensor(inputs.get(i), input.weight(), input.overrides(), stat.get(i)));
         }
-        NDArray merged = method.merge(new MergeInput(name, baseArray, List.copyOf(tensors), random));
+        NDArray merged = method.merge(new MergeInput(name, baseArray, List.copyOf(tensors), random, ranks));
         if (merged == null || !merged.getShape().equals(inputs.get(0).getShape())) {
             throw new KilnException("merge method '" + spec.methodId() + "' returned "
                     + (merged == null ? "nothing" : "shape " + merged.getShape()) + " for tensor '" + name
@@ -426,26 +464,27 @@ public final class MergePipeline {
             return null;
         }
         try (NDManager scratch = merged.getManager().newSubManager()) {
-            NDArray delta = merged.sub(baseArray);
-            delta.attach(scratch);
-            long changed = delta.neq(0).countNonzero().getLong();
-            NDArray positive = null;
-            NDArray negative = null;
-            for (NDArray model : inputs) {
-                try (NDManager step = scratch.newSubManager()) {
-                    NDArray tau = model.sub(baseArray);
-                    tau.attach(step);
-                    NDArray pos = tau.gt(0);
-                    NDArray neg = tau.lt(0);
-                    NDArray p = positive == null ? pos : positive.logicalOr(pos);
-                    NDArray n = negative == null ? neg : negative.logicalOr(neg);
-                    p.attach(scratch);
-                    n.attach(scratch);
-                    positive = p;
-                    negative = n;
-                }
+            // For floats x - y == 0 exactly when x == y (gradual underflow), so no difference array is needed.
+            NDArray differs = merged.neq(baseArray);
+            differs.attach(scratch);
+            long changed = differs.countNonzero().getLong();
+            // Some task vector is positive and some negative where the largest model value is above the base and
+            // the smallest below it (again m - b > 0 exactly when m > b), which needs no task-vector arrays.
+            NDArray largest = inputs.get(0);
+            NDArray smallest = inputs.get(0);
+            for (int i = 1; i < inputs.size(); i++) {
+                largest = largest.maximum(inputs.get(i));
+                largest.attach(scratch);
+                smallest = smallest.minimum(inputs.get(i));
+                smallest.attach(scratch);
             }
-            long conflicts = positive.logicalAnd(negative).countNonzero().getLong();
+            NDArray positive = largest.gt(baseArray);
+            positive.attach(scratch);
+            NDArray negative = smallest.lt(baseArray);
+            negative.attach(scratch);
+            NDArray both = positive.logicalAnd(negative);
+            both.attach(scratch);
+            long conflicts = both.countNonzero().getLong();
             return new long[] {changed, conflicts};
         }
     }
@@ -456,73 +495,182 @@ public final class MergePipeline {
     }
 
     /**
-     * Merges a large tensor of an elementwise method in blocks of whole rows, so memory holds one block per input
-     * instead of whole tensors. Merged blocks go to a scratch file beside the output (the writer takes a tensor's
-     * bytes in one call) and are copied into the output from a mapping of it. Each block gets its own random source
-     * derived from the seed, the tensor name and the block index, so the result depends on the block size only for
-     * methods that draw random numbers.
+     * The row blocks a tensor is merged in: one block for a tensor of at most the block size (or without rows to
+     * split), else blocks of whole rows of at most the block size (at least one row each).
      */
-    private void mergeBlocks(String name, TensorInfo info, ShardedCheckpoint base, List<ShardedCheckpoint> models,
-            Output output, Map<String, Object> stats) {
+    List<MagnitudeCuts.Block> plan(String name, TensorInfo info) {
         long[] shape = info.shape();
-        long rowElements = info.elementCount() / shape[0];
-        long rowsPerBlock = Math.max(1, blockElements / Math.max(1, rowElements));
-        DType outType = outputType(info);
-        long outBytes = info.elementCount() * outType.byteSize();
-        Path folder = spec.output().toAbsolutePath().getParent();
-        Path scratchFile;
-        try {
-            scratchFile = Files.createTempFile(folder, ".kiln-merge-block-", ".tmp");
-        } catch (IOException e) {
-            throw new KilnException("merge: cannot create a scratch file in " + folder + " for tensor '" + name
-                    + "': " + e, e);
+        long numel = info.elementCount();
+        long rows = shape.length == 0 ? 1 : shape[0];
+        if (numel <= blockElements || rows <= 1) {
+            return List.of(new MagnitudeCuts.Block(name, 0, rows, 0, numel));
         }
-        long changed = 0;
-        long conflicts = 0;
-        int blocks = 0;
-        try (FileChannel scratch = FileChannel.open(scratchFile, StandardOpenOption.READ, StandardOpenOption.WRITE)) {
-            long position = 0;
-            for (long r0 = 0; r0 < shape[0]; r0 += rowsPerBlock, blocks++) {
-                long r1 = Math.min(shape[0], r0 + rowsPerBlock);
-                try (NDManager manager = NDManager.newBaseManager()) {
-                    NDArray baseArray = base == null ? null : loadRows(base, name, r0, r1, manager,
-                            "the base model");
-                    List<NDArray> inputs = new ArrayList<>();
-                    for (int i = 0; i < models.size(); i++) {
-                        inputs.add(loadRows(models.get(i), name, r0, r1, manager, modelRole(i)));
-                    }
-                    List<NDArray> stat = new ArrayList<>();
-                    for (int i = 0; i < models.size(); i++) {
-                        ShardedCheckpoint s = statistics.isEmpty() ? null : statistics.get(i);
-                        stat.add(s == null ? null : loadRows(s, name, r0, r1, manager, statisticRole(i)));
-                    }
-                    NDArray merged = mergeArrays(name, baseArray, inputs, stat, blockRandom(spec.seed(), name,
-                            blocks));
-                    long[] counts = countChanges(merged, baseArray, inputs);
-                    if (counts != null) {
-                        changed += counts[0];
-                        conflicts += counts[1];
-                    }
-                    long at = position;
-                    position += encode(merged, outType, bytes -> writeFully(scratch, bytes, at, scratchFile));
+        long rowElements = numel / rows;
+        long rowsPerBlock = Math.max(1, blockElements / Math.max(1, rowElements));
+        List<MagnitudeCuts.Block> blocks = new ArrayList<>();
+        for (long r0 = 0; r0 < rows; r0 += rowsPerBlock) {
+            long r1 = Math.min(rows, r0 + rowsPerBlock);
+            blocks.add(new MagnitudeCuts.Block(name, r0, r1, r0 * rowElements, (r1 - r0) * rowElements));
+        }
+        return blocks;
+    }
+
+    /** The counts each model keeps over a scope of {@code numel} elements, from the method (which validates them). */
+    private long[][] keepCounts(long numel, String where) {
+        long[][] counts = new long[spec.models().size()][];
+        for (int i = 0; i < counts.length; i++) {
+            counts[i] = trim.keepCounts(i, spec.models().get(i).overrides(), numel, where);
+            for (long k : counts[i]) {
+                if (k < 0 || k > numel) {
+                    throw new KilnException("merge method '" + spec.methodId() + "' asked to keep " + k
+                            + " of the " + numel + " task-vector entries of " + where + " for " + modelRole(i));
                 }
             }
-            if (position != outBytes) {
-                throw new IllegalStateException("merged " + position + " bytes of tensor '" + name + "', expected "
-                        + outBytes);
+        }
+        return counts;
+    }
+
+    /**
+     * trim-scope=model: plans every float tensor's blocks in checkpoint order (the scope's flat order) and finds
+     * every model's selections over all of them in passes that run the blocks on the merge pool.
+     */
+    private ModelRanks findModelRanks(ShardedCheckpoint base, List<ShardedCheckpoint> models,
+            ShardedCheckpoint reference, List<String> names, ExecutorService pool) {
+        List<MagnitudeCuts.Block> blocks = new ArrayList<>();
+        Map<String, Integer> firstBlock = new java.util.HashMap<>();
+        long numel = 0;
+        for (String name : names) {
+            TensorInfo info = reference.info(name);
+            if (!info.dtype().isFloating()) {
+                continue;
             }
-            output.writeFrom(name, scratch, outBytes);
-        } catch (IOException e) {
-            throw new KilnException("merge: scratch file " + scratchFile + " of tensor '" + name + "' failed: " + e,
-                    e);
-        } finally {
-            try {
-                Files.deleteIfExists(scratchFile);
-            } catch (IOException ignored) {
-                // A leftover hidden scratch file is harmless; the merge result does not depend on it.
+            firstBlock.put(name, blocks.size());
+            blocks.addAll(plan(name, info));
+            numel += info.elementCount();
+        }
+        String where = "the whole model (trim-scope=model, " + numel + " float elements per model)";
+        long[][] counts = keepCounts(numel, where);
+        if (numel == 0) {
+            return new ModelRanks(new MagnitudeCuts.Found[counts.length][0], counts, 0, firstBlock, false);
+        }
+        events.emit(Event.info("merge: ranking task-vector magnitudes over the whole model (trim-scope=model)"));
+        MagnitudeCuts.Found[][] found = MagnitudeCuts.find(blocks, counts, source(base, models), pool, where);
+        return new ModelRanks(found, counts, numel, firstBlock, MagnitudeCuts.searches(counts, numel));
+    }
+
+    /** Task-vector magnitudes {@code |model_i - base|} of a block, read from the inputs, for the threshold search. */
+    private MagnitudeCuts.Source source(ShardedCheckpoint base, List<ShardedCheckpoint> models) {
+        return new MagnitudeCuts.Source() {
+            @Override
+            public List<NDArray> magnitudes(MagnitudeCuts.Block block, NDManager manager) {
+                NDArray baseArray = loadBlock(base, block, manager, "the base model");
+                List<NDArray> out = new ArrayList<>();
+                for (int i = 0; i < models.size(); i++) {
+                    NDArray model = loadBlock(models.get(i), block, manager, modelRole(i));
+                    NDArray magnitude = model.sub(baseArray).abs().flatten();
+                    model.close();
+                    if (spec.allowNonFinite() && !Float.isFinite(magnitude.sum().getFloat())
+                            && countNonFinite(magnitude) > 0) {
+                        throw new KilnException("merge: tensor '" + block.tensor() + "': merge method '"
+                                + spec.methodId() + "' ranks task-vector magnitudes, which needs finite values, but "
+                                + modelRole(i) + " minus the base has NaN or infinite entries (allowNonFinite does"
+                                + " not extend to magnitude trimming)");
+                    }
+                    out.add(magnitude);
+                }
+                baseArray.close();
+                return out;
+            }
+
+            @Override
+            public List<NDArray> run(MagnitudeCuts.Block block, long first, int count, NDManager manager) {
+                String name = block.tensor();
+                NDArray baseArray = toFloat(base.reader(name).readFlat(name, first, count, manager));
+                List<NDArray> out = new ArrayList<>();
+                for (ShardedCheckpoint model : models) {
+                    NDArray m = toFloat(model.reader(name).readFlat(name, first, count, manager));
+                    out.add(m.sub(baseArray).abs());
+                }
+                return out;
+            }
+        };
+    }
+
+    private static NDArray toFloat(NDArray array) {
+        if (array.getDataType() == DataType.FLOAT32) {
+            return array;
+        }
+        NDArray f = array.toType(DataType.FLOAT32, false);
+        array.close();
+        return f;
+    }
+
+    /** A block's values: its rows, or the whole tensor when the block is the whole tensor. */
+    private NDArray loadBlock(ShardedCheckpoint checkpoint, MagnitudeCuts.Block block, NDManager manager,
+            String role) {
+        return loadBlock(checkpoint, block, manager, role, true);
+    }
+
+    /** {@link #loadBlock}, skipping the NaN/Inf check when {@code check} is false (the values were checked). */
+    private NDArray loadBlock(ShardedCheckpoint checkpoint, MagnitudeCuts.Block block, NDManager manager,
+            String role, boolean check) {
+        String name = block.tensor();
+        TensorInfo info = checkpoint.info(name);
+        SafetensorsReader reader = checkpoint.reader(name);
+        NDArray loaded = block.first() == 0 && block.elements() == info.elementCount() ? reader.read(name, manager)
+                : reader.readRows(name, block.row0(), block.row1(), manager);
+        return check ? checkFinite(loaded, name, role) : toFloat(loaded);
+    }
+
+    /**
+     * Merges a tensor block by block ({@link #plan}), so memory holds one block per input instead of whole tensors.
+     * Each merged block is written straight to its place in the output (the writer takes slices at byte offsets).
+     * Each block gets its own random source derived from the seed, the tensor name and the block index, so the result
+     * depends on the block size only for methods that draw random numbers; {@code ranks} gives a magnitude-trimming
+     * method its block's share of the selections found beforehand (null for other methods); {@code checked} says
+     * that search already checked the base and models for NaN/Inf.
+     */
+    private void mergeBlocks(String name, TensorInfo info, List<MagnitudeCuts.Block> plan, ShardedCheckpoint base,
+            List<ShardedCheckpoint> models, Output output, Map<String, Object> stats, boolean checked,
+            java.util.function.IntFunction<MagnitudeRanks> ranks) {
+        DType outType = outputType(info);
+        long outBytes = info.elementCount() * outType.byteSize();
+        long changed = 0;
+        long conflicts = 0;
+        long position = 0;
+        for (int b = 0; b < plan.size(); b++) {
+            MagnitudeCuts.Block block = plan.get(b);
+            try (NDManager manager = NDManager.newBaseManager()) {
+                // The threshold search already read and checked the base and the models of a trimmed tensor.
+                NDArray baseArray = base == null ? null : loadBlock(base, block, manager, "the base model",
+                        !checked);
+                List<NDArray> inputs = new ArrayList<>();
+                for (int i = 0; i < models.size(); i++) {
+                    inputs.add(loadBlock(models.get(i), block, manager, modelRole(i), !checked));
+                }
+                List<NDArray> stat = new ArrayList<>();
+                for (int i = 0; i < models.size(); i++) {
+                    ShardedCheckpoint s = statistics.isEmpty() ? null : statistics.get(i);
+                    stat.add(s == null ? null : loadBlock(s, block, manager, statisticRole(i)));
+                }
+                NDArray merged = mergeArrays(name, baseArray, inputs, stat, plan.size() == 1
+                        ? random(spec.seed(), name) : blockRandom(spec.seed(), name, b), ranks.apply(b));
+                long[] counts = countChanges(merged, baseArray, inputs);
+                if (counts != null) {
+                    changed += counts[0];
+                    conflicts += counts[1];
+                }
+                long at = position;
+                position += encode(merged, outType, bytes -> output.writeSlice(name, at, bytes));
             }
         }
-        stats.put("blocks", blocks);
+        if (position != outBytes) {
+            throw new IllegalStateException("merged " + position + " bytes of tensor '" + name + "', expected "
+                    + outBytes);
+        }
+        if (plan.size() > 1) {
+            stats.put("blocks", plan.size());
+        }
         if (base != null) {
             putChangeStats(stats, new long[] {changed, conflicts}, info.elementCount());
         }
@@ -578,18 +726,6 @@ public final class MergePipeline {
         }
     }
 
-    private static void writeFully(FileChannel channel, ByteBuffer bytes, long position, Path file) {
-        ByteBuffer b = bytes.duplicate();
-        long pos = position;
-        try {
-            while (b.hasRemaining()) {
-                pos += channel.write(b, pos);
-            }
-        } catch (IOException e) {
-            throw new KilnException("merge: cannot write scratch file " + file + ": " + e, e);
-        }
-    }
-
     private NDArray load(ShardedCheckpoint checkpoint, String name, NDManager manager, String role) {
         return checkFinite(checkpoint.read(name, manager), name, role);
     }
@@ -601,23 +737,31 @@ public final class MergePipeline {
             loaded.close();
         }
         if (!spec.allowNonFinite()) {
-            // isInfinite/isNaN on float32 are cheap elementwise passes; only the count crosses to Java.
-            long bad;
-            try (NDManager scratch = array.getManager().newSubManager()) {
-                NDArray nan = array.isNaN();
-                nan.attach(scratch);
-                NDArray inf = array.isInfinite();
-                inf.attach(scratch);
-                NDArray either = nan.logicalOr(inf);
-                either.attach(scratch);
-                bad = either.countNonzero().getLong();
-            }
-            if (bad > 0) {
-                throw new KilnException("merge: tensor '" + name + "' of " + role + " contains " + bad
-                        + " NaN or infinite value(s); fix the checkpoint or set allowNonFinite");
+            // The sum of float32 values is finite whenever all of them are (a NaN or an infinity makes it NaN or
+            // infinite), so one reduction clears the usual case; only a non-finite sum, which a huge but finite
+            // tensor may also give, pays for the exact count.
+            if (!Float.isFinite(array.sum().getFloat())) {
+                long bad = countNonFinite(array);
+                if (bad > 0) {
+                    throw new KilnException("merge: tensor '" + name + "' of " + role + " contains " + bad
+                            + " NaN or infinite value(s); fix the checkpoint or set allowNonFinite");
+                }
             }
         }
         return array;
+    }
+
+    /** NaN and infinite elements of a float32 array; the temporaries are freed at once. */
+    private static long countNonFinite(NDArray array) {
+        try (NDManager scratch = array.getManager().newSubManager()) {
+            NDArray nan = array.isNaN();
+            nan.attach(scratch);
+            NDArray inf = array.isInfinite();
+            inf.attach(scratch);
+            NDArray either = nan.logicalOr(inf);
+            either.attach(scratch);
+            return either.countNonzero().getLong();
+        }
     }
 
     /**
@@ -729,21 +873,12 @@ public final class MergePipeline {
             }
         }
 
-        /**
-         * Writes a tensor from the first {@code length} bytes of {@code source}, mapped in pieces of at most 1 GiB
-         * that are unmapped right after the write.
-         */
-        synchronized void writeFrom(String name, FileChannel source, long length) throws IOException {
-            List<ByteBuffer> pieces = new ArrayList<>();
-            try {
-                for (long pos = 0; pos < length; pos += 1 << 30) {
-                    pieces.add(source.map(FileChannel.MapMode.READ_ONLY, pos, Math.min(1 << 30, length - pos)));
-                }
-                write(name, pieces.toArray(new ByteBuffer[0]));
-            } finally {
-                for (ByteBuffer piece : pieces) {
-                    DirectBuffers.free(piece);
-                }
+        /** Writes part of a tensor at a byte offset; not serialised (the writer locks only its bookkeeping). */
+        void writeSlice(String name, long offset, ByteBuffer bytes) {
+            if (single != null) {
+                single.writeSlice(name, offset, bytes);
+            } else {
+                sharded.writeSlice(name, offset, bytes);
             }
         }
 

@@ -49,6 +49,8 @@ public final class SafetensorsWriter implements AutoCloseable {
         final long begin;
         final long length;
         boolean written;
+        /** Bytes written so far by {@link #writeSlice}; the slot counts as written when they reach its length. */
+        long filled;
 
         Slot(TensorSpec spec, long begin, long length) {
             this.spec = spec;
@@ -224,6 +226,40 @@ public final class SafetensorsWriter implements AutoCloseable {
     }
 
     /**
+     * Writes part of a declared tensor: {@code bytes} (raw little-endian, in the declared dtype) at byte
+     * {@code offset} of the tensor's data. Lets a tensor produced in row blocks go straight to its place in the file,
+     * from several threads at once. The tensor counts as written once slices totalling its length have arrived; the
+     * caller must not write overlapping slices (they would be counted twice). The buffer's position is not changed.
+     */
+    public void writeSlice(String name, long offset, ByteBuffer bytes) {
+        Slot slot;
+        synchronized (this) {
+            if (finished) {
+                throw new IllegalStateException("The write of " + target + " is already finished");
+            }
+            slot = slots.get(name);
+            if (slot == null) {
+                throw fail(name, "the tensor was not declared when the writer was created");
+            }
+            if (slot.written) {
+                throw fail(name, "the tensor was already written");
+            }
+            if (offset < 0 || offset + bytes.remaining() > slot.length) {
+                throw fail(name, "a slice of " + bytes.remaining() + " bytes at offset " + offset
+                        + " does not fit the tensor's " + slot.length + " bytes");
+            }
+        }
+        // Positional writes to one channel may run concurrently; only the bookkeeping is serialised.
+        writeAt(bytes.duplicate(), slot.begin + offset);
+        synchronized (this) {
+            slot.filled += bytes.remaining();
+            if (slot.filled == slot.length) {
+                slot.written = true;
+            }
+        }
+    }
+
+    /**
      * Writes a declared float tensor from float32 values in row-major order, converting to the declared dtype in Java
      * (F64 exactly, F16 and BF16 rounded to nearest-even).
      */
@@ -262,7 +298,7 @@ public final class SafetensorsWriter implements AutoCloseable {
     }
 
     /** Declared tensors not written yet, in declaration order. */
-    List<String> unwritten() {
+    synchronized List<String> unwritten() {
         List<String> missing = new ArrayList<>();
         for (Slot s : slots.values()) {
             if (!s.written) {
@@ -305,7 +341,7 @@ public final class SafetensorsWriter implements AutoCloseable {
         this.chunkBytes = bytes;
     }
 
-    private Slot claim(String name) {
+    private synchronized Slot claim(String name) {
         if (finished) {
             throw new IllegalStateException("The write of " + target + " is already finished");
         }

@@ -132,6 +132,11 @@ public final class ShardedCheckpointWriter implements AutoCloseable {
         shardOf(name).write(name, chunks);
     }
 
+    /** Writes part of a declared tensor; see {@link SafetensorsWriter#writeSlice(String, long, ByteBuffer)}. */
+    public void writeSlice(String name, long offset, ByteBuffer bytes) {
+        shardOf(name).writeSlice(name, offset, bytes);
+    }
+
     /** Writes a declared float tensor; see {@link SafetensorsWriter#writeFloats(String, float[])}. */
     public void writeFloats(String name, float[] values) {
         shardOf(name).writeFloats(name, values);

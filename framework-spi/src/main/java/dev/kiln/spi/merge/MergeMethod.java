@@ -23,8 +23,9 @@ public interface MergeMethod {
      * Whether the merged value of an element depends only on that element of the inputs (and on per-model scalars),
      * so the core may merge a tensor in row blocks and keep memory bounded by the block size. Then {@link
      * MergeInput#random()} is a source per block (derived from the seed, the tensor name and the block index), and
-     * {@link MergeInput#name()} is still the whole tensor's name. Methods that use whole-tensor statistics (norms,
-     * top-k, angles) must leave this false.
+     * {@link MergeInput#tensorName()} is still the whole tensor's name. Methods that use whole-tensor statistics
+     * (norms, top-k, angles) must leave this false; a method whose only whole-tensor statistic is a magnitude top-k
+     * implements {@link MagnitudeTrim} instead, and is merged in row blocks with the ranks found in a first pass.
      *
      * @since 1.1
      */
