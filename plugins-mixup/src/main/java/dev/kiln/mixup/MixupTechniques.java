@@ -82,6 +82,8 @@ public final class MixupTechniques implements TechniqueProvider {
                 .greaterThan(0).atMost(1));
         specs.add(ParameterSpec.decimal("scale-max", 0.8, "largest side ratio of the pasted, resized partner")
                 .greaterThan(0).atMost(1));
+        specs.add(ParameterSpec.choice("interpolation", "nearest", List.of("nearest", "bilinear"),
+                "how the partner is shrunk: nearest (OpenMixup's default) or antialiased bilinear"));
         specs.addAll(common());
         return SimpleTechnique.<Augmentation>of(Kind.AUGMENT, "resizemix",
                 "Pastes the whole partner image, shrunk, at a random place", specs,
@@ -92,8 +94,8 @@ public final class MixupTechniques implements TechniqueProvider {
                         throw new KilnException("augmentation 'resizemix': scale-min " + min
                                 + " must not exceed scale-max " + max);
                     }
-                    return new ResizeMix(min, max, pairing(p), p.getDouble("label-smoothing"),
-                            p.getInt("stop-epoch"));
+                    return new ResizeMix(min, max, pairing(p), p.getString("interpolation").equals("bilinear"),
+                            p.getDouble("label-smoothing"), p.getInt("stop-epoch"));
                 })
                 .withReference("Qin et al., ResizeMix: Mixing Data with Preserved Object Information, "
                         + "arXiv 2012.11101");

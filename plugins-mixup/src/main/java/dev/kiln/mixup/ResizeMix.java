@@ -9,8 +9,9 @@ import dev.kiln.spi.augment.Batch;
 import dev.kiln.spi.augment.MixContext;
 
 /**
- * ResizeMix (Qin et al., arXiv 2012.11101): the whole partner image, shrunk (bilinear) to a box whose side ratio
- * {@code tau ~ U(scale-min, scale-max)}, is pasted at a uniform position (clipped at the border). Unlike CutMix the
+ * ResizeMix (Qin et al., arXiv 2012.11101): the whole partner image, shrunk to a box whose side ratio
+ * {@code tau ~ U(scale-min, scale-max)}, is pasted at a uniform position (clipped at the border). The shrink is
+ * nearest-neighbour by default, as OpenMixup's reference ({@code interpolate_mode='nearest'}), or antialiased bilinear. Unlike CutMix the
  * pasted region always shows the partner's whole object, so the label share is exactly the pasted area:
  * {@code lam = 1 - box_area / (H * W)}. One box per batch.
  */
@@ -18,12 +19,15 @@ final class ResizeMix extends MixingAugmentation {
     private final double scaleMin;
     private final double scaleMax;
     private final Mixing.Pairing pairing;
+    private final boolean bilinear;
 
-    ResizeMix(double scaleMin, double scaleMax, Mixing.Pairing pairing, double smoothing, int stopEpoch) {
+    ResizeMix(double scaleMin, double scaleMax, Mixing.Pairing pairing, boolean bilinear, double smoothing,
+            int stopEpoch) {
         super("resizemix", smoothing, stopEpoch, true);
         this.scaleMin = scaleMin;
         this.scaleMax = scaleMax;
         this.pairing = pairing;
+        this.bilinear = bilinear;
     }
 
     @Override
@@ -44,9 +48,31 @@ final class ResizeMix extends MixingAugmentation {
         // The resize works on each sample alone, so resizing the batch and then taking the partners' rows of the
         // small patch gives the same pixels as resizing the partners, and only the patch is permuted.
         NDArray mixed = x.duplicate();
-        Mixing.pastePartnerRows(scope, mixed, box, resize(x, boxH, boxW), partner);
+        NDArray patch = bilinear ? resize(x, boxH, boxW) : nearest(scope, x, boxH, boxW);
+        Mixing.pastePartnerRows(scope, mixed, box, patch, partner);
         double lam = Mixing.keptFraction(box, height, width);
         return new Mixed(mixed, Mixing.mixedTargets(scope, batch, smoothing, partner, Mixing.filled(n, lam)));
+    }
+
+    /**
+     * Nearest-neighbour resize of an NCHW batch as PyTorch's {@code interpolate(mode='nearest')}: output index i reads
+     * input index {@code min(floor(i * (in / out)), in - 1)} with the ratio in float32. Two gathers that read only the
+     * rows and then the columns kept, so the cost is the patch's, not the batch's.
+     */
+    static NDArray nearest(NDManager scope, NDArray nchw, int height, int width) {
+        long[] rows = nearestIndices((int) nchw.getShape().get(2), height);
+        long[] cols = nearestIndices((int) nchw.getShape().get(3), width);
+        NDArray picked = nchw.get(new ai.djl.ndarray.index.NDIndex(":, :, {}", scope.create(rows)));
+        return picked.get(new ai.djl.ndarray.index.NDIndex(":, :, :, {}", scope.create(cols)));
+    }
+
+    static long[] nearestIndices(int in, int out) {
+        float ratio = (float) in / out;
+        long[] idx = new long[out];
+        for (int i = 0; i < out; i++) {
+            idx[i] = Math.min((long) Math.floor(i * ratio), in - 1);
+        }
+        return idx;
     }
 
     /**

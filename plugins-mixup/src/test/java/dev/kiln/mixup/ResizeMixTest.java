@@ -14,6 +14,8 @@ import java.util.Random;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 
 class ResizeMixTest {
     private static final int C = 2;
@@ -124,9 +126,25 @@ class ResizeMixTest {
         }
     }
 
-    @Test
-    void pasteIsThePartnerResizedAndLambdaIsThePatchArea() {
-        Augmentation aug = Fixtures.create("resizemix", Map.of());
+    /** PyTorch's nearest rule, written out: output index i reads floor(i * (in / out)) in float32, at most in - 1. */
+    private static double[][] nearestReference(double[][] plane, int h, int w) {
+        double[][] out = new double[h][w];
+        float rowRatio = (float) plane.length / h;
+        float colRatio = (float) plane[0].length / w;
+        for (int y = 0; y < h; y++) {
+            for (int x = 0; x < w; x++) {
+                int sy = Math.min((int) Math.floor(y * rowRatio), plane.length - 1);
+                int sx = Math.min((int) Math.floor(x * colRatio), plane[0].length - 1);
+                out[y][x] = plane[sy][sx];
+            }
+        }
+        return out;
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"nearest", "bilinear"})
+    void pasteIsThePartnerResizedAndLambdaIsThePatchArea(String interpolation) {
+        Augmentation aug = Fixtures.create("resizemix", Map.of("interpolation", interpolation));
         int clipped = 0;
         for (long seed = 0; seed < 25; seed++) {
             try (NDManager sub = manager.newSubManager()) {
@@ -171,7 +189,9 @@ class ResizeMixTest {
                         clipped++;
                     }
                     for (int c = 0; c < C; c++) {
-                        double[][] ref = bilinear(plane(before, partner, c), h, w);
+                        double[][] ref = interpolation.equals("nearest")
+                                ? nearestReference(plane(before, partner, c), h, w)
+                                : bilinear(plane(before, partner, c), h, w);
                         for (int y = 0; y < h; y++) {
                             for (int xx = 0; xx < w; xx++) {
                                 double g = after[((i * C + c) * H + y0 + y) * W + x0 + xx];
