@@ -13,7 +13,8 @@ import org.apache.maven.plugins.annotations.Parameter;
  * Compresses a trained checkpoint with one compressor ({@code int8}, {@code magnitude}, {@code nm},
  * {@code structured}, {@code low-rank}, {@code low-rank-sparse} or a third-party one) and writes the compressed
  * checkpoint plus a JSON report ({@code <name>.report.json}: bytes before and after, per-tensor relative error,
- * density, and with a {@code dataset} the test accuracy before and after). Skipped when up to date.
+ * density, and with a {@code dataset} the test accuracy, samples/s and latency before and after, measured in one
+ * benchmark run). Skipped when up to date.
  */
 @Mojo(name = "compress", defaultPhase = LifecyclePhase.PACKAGE, threadSafe = true)
 public class CompressMojo extends AbstractOutputMojo {
@@ -31,7 +32,7 @@ public class CompressMojo extends AbstractOutputMojo {
             defaultValue = "${project.build.directory}/kiln/model-compressed.safetensors")
     private File output;
 
-    /** Optional labelled data: test accuracy is measured on its test split before and after compression. */
+    /** Optional labelled data: accuracy and speed are measured on its test split before and after compression. */
     @Parameter(property = "kiln.dataset")
     private File dataset;
 
@@ -77,7 +78,8 @@ public class CompressMojo extends AbstractOutputMojo {
         Object before = result.get("accuracyBefore");
         Object after = result.get("accuracyAfter");
         if (before != null && after != null) {
-            getLog().info("Test accuracy before " + before + ", after " + after);
+            getLog().info("Test accuracy before " + before + ", after " + after
+                    + (result.get("speedup") == null ? "" : "; speedup " + result.get("speedup")));
         }
         String suffix = classifier == null || classifier.isBlank() ? "compressed" : classifier;
         attach(result.get("output"), "safetensors", suffix);

@@ -7,8 +7,9 @@ import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDManager;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.kiln.core.bench.BenchmarkHarness;
+import dev.kiln.core.bench.BenchmarkResult;
 import dev.kiln.core.data.Checksums;
-import dev.kiln.core.model.CheckpointModels;
 import dev.kiln.core.data.DataSource;
 import dev.kiln.core.data.Datasets;
 import dev.kiln.core.data.LabeledData;
@@ -38,7 +39,8 @@ import javax.inject.Inject;
 /**
  * The worker's {@code compress} goal: compresses a trained checkpoint with one compressor, writes the compressed
  * checkpoint and a JSON report beside it ({@code <stem>.report.json}), and with a {@code dataset} measures test
- * accuracy before and after on its test split, through the zoo model rebuilt from the checkpoint's metadata.
+ * accuracy, samples/s and latency before and after on its test split in one {@link BenchmarkHarness} run (both
+ * models interleaved, medians), through the zoo models rebuilt from the checkpoints' metadata.
  *
  * <p>Configuration: {@code checkpoint}, {@code compressor {id, params}}, {@code output}, optional {@code dataset},
  * {@code batchSize} (evaluation, default 256), {@code force}. The compressor id and parameters are validated through
@@ -48,6 +50,10 @@ import javax.inject.Inject;
 public final class CompressGoal implements Goal {
     /** Logged when nothing changed; ITs count it. */
     public static final String UP_TO_DATE = "Compressed model is up to date, skipping compression";
+    private static final String ORIGINAL = "original";
+    private static final String COMPRESSED = "compressed";
+    /** Timed passes over the test split per model; enough for a median on a build machine. */
+    private static final int SPEED_REPEATS = 3;
 
     private final Registry registry;
 
@@ -136,18 +142,29 @@ public final class CompressGoal implements Goal {
                     + " (the layers that load narrower); the head and the residual path keep every output"));
         }
         CompressPipeline.Report outcome;
+        Map<String, Object> speed = new LinkedHashMap<>();
         try (NDManager manager = engine.newBaseManager()) {
-            if (data != null) {
-                try (NDManager scope = manager.newSubManager()) {
-                    before = CheckpointModels.load(checkpoint, scope).accuracy(data.test(), scope, batchSize);
-                }
-            }
             outcome = pipeline.run(checkpoint, output, manager, Map.of("kiln.fingerprint", fingerprint,
                     "kiln.version", KilnVersion.get()));
             if (data != null) {
-                try (NDManager scope = manager.newSubManager()) {
-                    after = CheckpointModels.load(output, scope).accuracy(data.test(), scope, batchSize);
-                }
+                // Quality and speed before and after in one benchmark run: both models on the same test split,
+                // interleaved repeat by repeat, medians; the original is the baseline of the speedup.
+                List<BenchmarkHarness.Variant> variants = List.of(BenchmarkHarness.Variant.plain(ORIGINAL),
+                        new BenchmarkHarness.Variant(COMPRESSED, null, Map.of(), output));
+                BenchmarkResult bench = new BenchmarkHarness(registry, line -> events.emit(Event.info(line)))
+                        .run(checkpoint, data.test(), variants, new BenchmarkHarness.Settings(batchSize, 1,
+                                SPEED_REPEATS, 8, 0, 42), manager);
+                BenchmarkResult.VariantResult o = bench.variant(ORIGINAL);
+                BenchmarkResult.VariantResult c = bench.variant(COMPRESSED);
+                before = o.accuracy();
+                after = c.accuracy();
+                speed.put("samplesPerSecondBefore", o.samplesPerSecond());
+                speed.put("samplesPerSecondAfter", c.samplesPerSecond());
+                speed.put("speedup", c.speedup());
+                speed.put("latencyP50MillisBefore", o.latencyP50Millis());
+                speed.put("latencyP50MillisAfter", c.latencyP50Millis());
+                speed.put("benchmark", Map.of("batchSize", batchSize, "warmup", 1, "repeats", SPEED_REPEATS,
+                        "samples", bench.samples(), "device", bench.device()));
             }
         }
         Map<String, Object> extra = new LinkedHashMap<>();
@@ -155,16 +172,20 @@ public final class CompressGoal implements Goal {
         extra.put("fingerprint", fingerprint);
         extra.put("accuracyBefore", before);
         extra.put("accuracyAfter", after);
+        extra.putAll(speed);
         extra.put("dataset", datasetText);
         pipeline.writeReport(report, outcome, extra);
         events.emit(Event.info(String.format(Locale.ROOT, "Compressed %d tensors (%d copied): %d -> %d bytes (%.2fx)"
                 + "%s", outcome.tensors().size(), outcome.copied().size(), outcome.bytesBefore(),
                 outcome.bytesAfter(), outcome.ratio(), before == null ? ""
-                        : String.format(Locale.ROOT, "; test accuracy %.4f -> %.4f", before, after))));
+                        : String.format(Locale.ROOT, "; test accuracy %.4f -> %.4f; %.0f -> %.0f samples/s (%.2fx)",
+                                before, after, (Double) speed.get("samplesPerSecondBefore"),
+                                (Double) speed.get("samplesPerSecondAfter"), (Double) speed.get("speedup")))));
         events.emit(Event.info("Compressed model: " + output));
         events.emit(Event.info("Compression report: " + report));
         result.put("accuracyBefore", before);
         result.put("accuracyAfter", after);
+        result.putAll(speed);
         result.put("bytesBefore", outcome.bytesBefore());
         result.put("bytesAfter", outcome.bytesAfter());
         result.put("upToDate", false);

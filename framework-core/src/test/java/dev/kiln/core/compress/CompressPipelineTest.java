@@ -274,6 +274,13 @@ class CompressPipelineTest {
         assertEquals(before, doc.get("accuracyBefore").asDouble());
         assertTrue(doc.get("ratio").asDouble() > 2.5, doc.toString());
         assertTrue(doc.get("bytesAfter").asLong() < doc.get("bytesBefore").asLong());
+        // speed before and after from one benchmark run: the ratio is the ratio of the two throughputs
+        double sBefore = doc.get("samplesPerSecondBefore").asDouble();
+        double sAfter = doc.get("samplesPerSecondAfter").asDouble();
+        assertTrue(sBefore > 0 && sAfter > 0, doc.toString());
+        assertEquals(sAfter / sBefore, doc.get("speedup").asDouble(), 1e-6 * sAfter / sBefore);
+        assertTrue(doc.get("latencyP50MillisBefore").asDouble() > 0, doc.toString());
+        assertEquals(1000, doc.get("benchmark").get("samples").asInt(), doc.toString());
 
         events.clear();
         Map<String, Object> again = goal.run(new WorkerRequest("compress", config, 1, null, true), events::add);
