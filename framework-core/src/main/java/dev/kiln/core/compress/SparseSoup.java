@@ -95,6 +95,10 @@ public final class SparseSoup {
     @FunctionalInterface
     public interface Listener {
         void onIngredient(int round, int ingredient, double accuracy);
+
+        /** The fine-tuned ingredient itself, before it joins the average (e.g. to score it on other data). */
+        default void onIngredientModel(int round, int ingredient, KilnModel model) {
+        }
     }
 
     /**
@@ -134,6 +138,7 @@ public final class SparseSoup {
                             .run(scope);
                     accuracies.add(result.finalAccuracy());
                     listener.onIngredient(r, i + 1, result.finalAccuracy());
+                    listener.onIngredientModel(r, i + 1, result.model());
                     for (Map.Entry<String, Parameter> e : result.model().parameters().entrySet()) {
                         NDArray value = e.getValue().getArray().toType(DataType.FLOAT64, true);
                         NDArray previous = sum.get(e.getKey());
