@@ -172,7 +172,7 @@ public final class SoupGoal implements Goal {
         Map<String, Object> result = new LinkedHashMap<>();
         result.put("output", output.toString());
         result.put("report", report.toString());
-        if (!config.path("force").asBoolean(false) && upToDate(output, report, fingerprint)) {
+        if (!config.path("force").asBoolean(false) && Fingerprint.matches(output, report, fingerprint)) {
             events.emit(Event.info(UP_TO_DATE));
             JsonNode previous = Json.MAPPER.readTree(report.toFile());
             result.put("soupAccuracy", previous.path("soupAccuracy").isNumber()
@@ -340,16 +340,6 @@ public final class SoupGoal implements Goal {
         return strings(node);
     }
 
-    private static boolean upToDate(Path output, Path report, String fingerprint) {
-        if (!Files.isRegularFile(output) || !Files.isRegularFile(report)) {
-            return false;
-        }
-        try {
-            return fingerprint.equals(Json.MAPPER.readTree(report.toFile()).path("fingerprint").asText());
-        } catch (IOException e) {
-            return false;
-        }
-    }
 
     private static Double finite(double value) {
         return Double.isFinite(value) ? value : null;

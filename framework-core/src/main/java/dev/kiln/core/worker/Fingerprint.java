@@ -74,4 +74,20 @@ public final class Fingerprint {
         }
         return text.toString();
     }
+
+    /**
+     * Whether a goal's earlier result is still valid: {@code output} and its JSON record (model card or report) both
+     * exist and the record's {@code fingerprint} equals {@code fingerprint}. An unreadable record means "not up to
+     * date", so the goal simply runs again.
+     */
+    public static boolean matches(Path output, Path record, String fingerprint) {
+        if (!Files.isRegularFile(output) || !Files.isRegularFile(record)) {
+            return false;
+        }
+        try {
+            return fingerprint.equals(Json.MAPPER.readTree(record.toFile()).path("fingerprint").asText());
+        } catch (IOException e) {
+            return false;
+        }
+    }
 }

@@ -97,7 +97,7 @@ final class LanguageModelTraining {
         }
         TextCorpus corpus = (TextCorpus) source;
         String fingerprint = Fingerprint.of(config, corpus.sha256());
-        if (!config.path("force").asBoolean(false) && TrainGoal.upToDate(output, card, fingerprint)) {
+        if (!config.path("force").asBoolean(false) && Fingerprint.matches(output, card, fingerprint)) {
             return TrainGoal.upToDateResult(output, card, events);
         }
         events.emit(Event.info(String.format(Locale.ROOT, "Training decoder-lm (%d layers, dim %d) on %s (%d train /"

@@ -110,7 +110,7 @@ public final class TrainGoal implements Goal {
         }
         LabeledData data = (LabeledData) source;
         String fingerprint = Fingerprint.of(config, data.sha256());
-        if (!config.path("force").asBoolean(false) && upToDate(output, card, fingerprint)) {
+        if (!config.path("force").asBoolean(false) && Fingerprint.matches(output, card, fingerprint)) {
             return upToDateResult(output, card, events);
         }
         events.emit(Event.info(String.format(Locale.ROOT, "Training %s on %s (%d train / %d test samples, %d classes)"
@@ -158,16 +158,6 @@ public final class TrainGoal implements Goal {
         return result;
     }
 
-    static boolean upToDate(Path output, Path card, String fingerprint) {
-        if (!Files.isRegularFile(output) || !Files.isRegularFile(card)) {
-            return false;
-        }
-        try {
-            return fingerprint.equals(Json.MAPPER.readTree(card.toFile()).path("fingerprint").asText());
-        } catch (IOException e) {
-            return false;
-        }
-    }
 
     private static void writeCard(Path card, JsonNode config, LabeledData data, List<Map<String, Object>> techniques,
             TrainingResult result, String fingerprint) throws IOException {
