@@ -4,6 +4,7 @@ def log = new File(basedir, 'build.log').text
 def card = new JsonSlurper().parse(new File(basedir, 'target/kiln/lm.card.json'))
 assert card.model.id == 'decoder-lm'
 assert card.skip.id == 'layerdrop'
+assert (card.skip.params['early-exit-scale'] as double) == 1.0d && card.skip.params['early-exit-curriculum'] == 'none' : "skip params ${card.skip.params}"
 // Trained below the uniform byte model's perplexity of 256.
 assert card.validationPerplexity < 200 : "validation perplexity ${card.validationPerplexity}"
 
