@@ -232,6 +232,7 @@ class TaskVectorMerge implements MergeMethod {
                     if (k[0] >= numel) {
                         return tau;
                     }
+                    requireFinite(scope, ranks, i, tau);
                     return tau.mul(largest(scope, ranks, i, tau.abs(), k[0]).toType(DataType.FLOAT32, false));
                 }
                 long notSmall = k[0];
@@ -239,6 +240,7 @@ class TaskVectorMerge implements MergeMethod {
                 if (top == 0 && notSmall == numel) {
                     return tau;
                 }
+                requireFinite(scope, ranks, i, tau);
                 NDArray magnitude = tau.abs();
                 NDArray notTooSmall = largest(scope, ranks, i, magnitude, notSmall);
                 NDArray tooLarge = largest(scope, ranks, i, magnitude, top);
@@ -251,6 +253,23 @@ class TaskVectorMerge implements MergeMethod {
             }
             default:
                 return tau;
+        }
+    }
+
+    /**
+     * Magnitudes of NaN or infinite task-vector entries have no rank, so trimming refuses them whatever the caller
+     * allows (the pipeline's blocked search refuses them the same way); one reduction per model and trimmed tensor.
+     */
+    private void requireFinite(Scope scope, MagnitudeRanks ranks, int i, NDArray tau) {
+        if (ranks != null) {
+            return; // the pipeline's search has already checked these blocks
+        }
+        // the sum overflows only for huge finite values too, so a non-finite sum is confirmed element-wise
+        if (!Float.isFinite(tau.abs().sum().getFloat())
+                && (tau.isNaN().any().getBoolean() || tau.isInfinite().any().getBoolean())) {
+            throw new KilnException("tensor '" + scope.name() + "': merge method '" + id + "' ranks task-vector"
+                    + " magnitudes, which needs finite values, but model " + i + " minus the base has NaN or"
+                    + " infinite entries (allowNonFinite does not extend to magnitude trimming)");
         }
     }
 

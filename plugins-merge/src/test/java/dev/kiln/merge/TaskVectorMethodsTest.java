@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
+import dev.kiln.spi.Technique;
 import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.AfterAll;
@@ -97,6 +98,25 @@ class TaskVectorMethodsTest {
                 overrides, null, true);
         double[] want = Reference.ties(f.base, f.models, f.weights, new double[] {0.2, 0.5, 0.9}, false, true, 1);
         assertClose(want, got, "ties per-model density");
+    }
+
+    @Test
+    void trimmingRefusesNonFiniteTaskVectorsNamingTheModel() {
+        for (double bad : new double[] {Double.NaN, Double.POSITIVE_INFINITY}) {
+            Fixture f = new Fixture(new double[4], new double[][] {{3, -2, 1, 0}, {-1, bad, 2, 5}}, filled(2, 1));
+            for (Technique<?> t : List.of(MergeTechniques.ties(), MergeTechniques.breadcrumbs())) {
+                dev.kiln.spi.KilnException e = org.junit.jupiter.api.Assertions.assertThrows(
+                        dev.kiln.spi.KilnException.class,
+                        () -> f.run(manager, Fixture.method(t, Map.of("density", "0.5")), new Shape(4)));
+                assertTrue(e.getMessage().contains("model 1") && e.getMessage().contains("finite")
+                        && e.getMessage().contains(t.id()), e.getMessage());
+            }
+        }
+        // without trimming nothing is ranked: the non-finite value passes through (the pipeline decides)
+        Fixture f = new Fixture(new double[2], new double[][] {{1, 2}, {Double.NaN, 4}}, filled(2, 1));
+        double[] got = f.run(manager, Fixture.method(MergeTechniques.ties(), Map.of("density", "1.0")),
+                new Shape(2));
+        assertTrue(Double.isNaN(got[0]) && got[1] == 3, java.util.Arrays.toString(got));
     }
 
     @Test
