@@ -33,15 +33,17 @@ final class CompressBenchSupport {
     }
 
     /**
-     * The grid of issue 6: magnitude 50/80/90%, 2:4, structured 25/50/75%, low-rank energy 0.9/0.99 and rank 32,
-     * int8, LR+S. Structured and low-rank have three settings each because they are the two with a real fast path
-     * (narrower layers; two thin matmuls).
+     * The grid of issue 6, two or three settings per compressor: magnitude 50/80/90%, N:M 2:4, 1:4 and 4:8,
+     * structured 25/50/75%, low-rank energy 0.9/0.99 and rank 32, int8 (it has no setting to vary), LR+S at energy
+     * 0.9 with 10% of the residual and at energy 0.99 with 5%.
      */
     static final List<Setting> GRID = List.of(
             new Setting("magnitude", Map.of("sparsity", "0.5")),
             new Setting("magnitude", Map.of("sparsity", "0.8")),
             new Setting("magnitude", Map.of("sparsity", "0.9")),
             new Setting("nm", ordered("n", "2", "m", "4")),
+            new Setting("nm", ordered("n", "1", "m", "4")),
+            new Setting("nm", ordered("n", "4", "m", "8")),
             new Setting("structured", Map.of("sparsity", "0.25")),
             new Setting("structured", Map.of("sparsity", "0.5")),
             new Setting("structured", Map.of("sparsity", "0.75")),
@@ -49,7 +51,8 @@ final class CompressBenchSupport {
             new Setting("low-rank", Map.of("energy", "0.99")),
             new Setting("low-rank", Map.of("rank", "32")),
             new Setting("int8", Map.of()),
-            new Setting("low-rank-sparse", ordered("energy", "0.9", "residual-density", "0.1")));
+            new Setting("low-rank-sparse", ordered("energy", "0.9", "residual-density", "0.1")),
+            new Setting("low-rank-sparse", ordered("energy", "0.99", "residual-density", "0.05")));
 
     private static Map<String, String> ordered(String... kv) {
         Map<String, String> m = new LinkedHashMap<>();
