@@ -232,16 +232,17 @@ class TaskVectorMerge implements MergeMethod {
                     if (k[0] >= numel) {
                         return tau;
                     }
-                    requireFinite(scope, ranks, i, tau);
-                    return tau.mul(largest(scope, ranks, i, tau.abs(), k[0]).toType(DataType.FLOAT32, false));
+                    NDArray magnitude = tau.abs();
+                    requireFinite(scope, ranks, i, magnitude);
+                    return tau.mul(largest(scope, ranks, i, magnitude, k[0]).toType(DataType.FLOAT32, false));
                 }
                 long notSmall = k[0];
                 long top = k[1];
                 if (top == 0 && notSmall == numel) {
                     return tau;
                 }
-                requireFinite(scope, ranks, i, tau);
                 NDArray magnitude = tau.abs();
+                requireFinite(scope, ranks, i, magnitude);
                 NDArray notTooSmall = largest(scope, ranks, i, magnitude, notSmall);
                 NDArray tooLarge = largest(scope, ranks, i, magnitude, top);
                 return tau.mul(notTooSmall.logicalAnd(tooLarge.logicalNot()).toType(DataType.FLOAT32, false));
@@ -260,13 +261,13 @@ class TaskVectorMerge implements MergeMethod {
      * Magnitudes of NaN or infinite task-vector entries have no rank, so trimming refuses them whatever the caller
      * allows (the pipeline's blocked search refuses them the same way); one reduction per model and trimmed tensor.
      */
-    private void requireFinite(Scope scope, MagnitudeRanks ranks, int i, NDArray tau) {
+    private void requireFinite(Scope scope, MagnitudeRanks ranks, int i, NDArray magnitude) {
         if (ranks != null) {
             return; // the pipeline's search has already checked these blocks
         }
         // the sum overflows only for huge finite values too, so a non-finite sum is confirmed element-wise
-        if (!Float.isFinite(tau.abs().sum().getFloat())
-                && (tau.isNaN().any().getBoolean() || tau.isInfinite().any().getBoolean())) {
+        if (!Float.isFinite(magnitude.sum().getFloat())
+                && (magnitude.isNaN().any().getBoolean() || magnitude.isInfinite().any().getBoolean())) {
             throw new KilnException("tensor '" + scope.name() + "': merge method '" + id + "' ranks task-vector"
                     + " magnitudes, which needs finite values, but model " + i + " minus the base has NaN or"
                     + " infinite entries (allowNonFinite does not extend to magnitude trimming)");

@@ -2,10 +2,13 @@ package dev.kiln.benchmarks.merge;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
+import ai.djl.training.ParameterStore;
 import dev.kiln.core.data.DataSource;
 import dev.kiln.core.data.Datasets;
 import dev.kiln.core.data.ImageDataset;
 import dev.kiln.core.data.LabeledData;
+import dev.kiln.core.model.KilnModel;
+import dev.kiln.core.model.ModelZoo;
 import dev.kiln.core.safetensors.SafetensorsReader;
 import dev.kiln.core.train.TrainingConfig;
 import dev.kiln.core.train.TrainingListener;
@@ -79,5 +82,18 @@ final class FashionRuns {
             }
         }
         return arrays;
+    }
+
+    /** Accuracy on each of {@code splits} of a cnn holding {@code params}, in evaluation mode (running BN stats). */
+    static double[] accuracy(Map<String, NDArray> params, NDManager manager, ImageDataset... splits) {
+        ImageDataset first = splits[0];
+        KilnModel model = ModelZoo.build("cnn", Map.of(), first.sampleShape(), first.numClasses())
+                .initialize(manager, 0);
+        model.loadParameters(params);
+        double[] out = new double[splits.length];
+        for (int i = 0; i < splits.length; i++) {
+            out[i] = TrainingRun.evaluate(model, splits[i], manager, new ParameterStore(manager, false), 256)[1];
+        }
+        return out;
     }
 }

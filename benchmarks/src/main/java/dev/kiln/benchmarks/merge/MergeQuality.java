@@ -2,13 +2,10 @@ package dev.kiln.benchmarks.merge;
 
 import dev.kiln.benchmarks.Machine;
 import ai.djl.ndarray.NDManager;
-import ai.djl.training.ParameterStore;
 import dev.kiln.core.data.ImageDataset;
 import dev.kiln.core.data.Normalization;
 import dev.kiln.core.fisher.FisherEstimator;
 import dev.kiln.core.merge.MergeSpec;
-import dev.kiln.core.model.KilnModel;
-import dev.kiln.core.model.ModelZoo;
 import dev.kiln.core.train.TrainingConfig;
 import dev.kiln.core.train.TrainingRun;
 import dev.kiln.spi.Kind;
@@ -352,10 +349,7 @@ public final class MergeQuality {
     /** Accuracy of the checkpoint's weights in a fresh cnn, in evaluation mode (running batch-norm statistics). */
     double accuracy(Path file, ImageDataset data) {
         try (NDManager manager = NDManager.newBaseManager()) {
-            KilnModel model = ModelZoo.build("cnn", Map.of(), data.sampleShape(), data.numClasses())
-                    .initialize(manager, 0);
-            model.loadParameters(FashionRuns.readAll(file, manager));
-            return TrainingRun.evaluate(model, data, manager, new ParameterStore(manager, false), 256)[1];
+            return FashionRuns.accuracy(FashionRuns.readAll(file, manager), manager, data)[0];
         }
     }
 }

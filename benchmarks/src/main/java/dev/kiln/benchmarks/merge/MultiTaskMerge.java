@@ -2,7 +2,6 @@ package dev.kiln.benchmarks.merge;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
-import ai.djl.training.ParameterStore;
 import dev.kiln.benchmarks.Machine;
 import dev.kiln.core.data.ImageDataset;
 import dev.kiln.core.data.Normalization;
@@ -12,7 +11,6 @@ import dev.kiln.core.model.KilnModel;
 import dev.kiln.core.model.ModelZoo;
 import dev.kiln.core.safetensors.SafetensorsWriter;
 import dev.kiln.core.train.TrainingConfig;
-import dev.kiln.core.train.TrainingRun;
 import dev.kiln.spi.KilnException;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -206,10 +204,12 @@ public final class MultiTaskMerge {
             train(config, task, base, file, task.name());
             writeEncoder(file, encoder("task-" + task.name()));
             encoders.add(encoder("task-" + task.name()));
-            individualTest[t] = accuracy(encoder("task-" + task.name()), t, task.test());
-            individualValidation[t] = accuracy(encoder("task-" + task.name()), t, task.validation());
-            baseTest[t] = accuracy(encoder("base"), t, task.test());
-            baseValidation[t] = accuracy(encoder("base"), t, task.validation());
+            double[] individual = accuracy(encoder("task-" + task.name()), t, task.test(), task.validation());
+            individualTest[t] = individual[0];
+            individualValidation[t] = individual[1];
+            double[] pretrained = accuracy(encoder("base"), t, task.test(), task.validation());
+            baseTest[t] = pretrained[0];
+            baseValidation[t] = pretrained[1];
             // the Fisher of the task model on its own training data, kept for the encoder's tensors only
             Path fisher = work.resolve("task-" + task.name() + ".fisher.safetensors");
             try (NDManager manager = NDManager.newBaseManager()) {
@@ -294,8 +294,9 @@ public final class MultiTaskMerge {
         double[] test = new double[tasks.size()];
         double[] validation = new double[tasks.size()];
         for (int t = 0; t < tasks.size(); t++) {
-            test[t] = accuracy(merged, t, tasks.get(t).test());
-            validation[t] = accuracy(merged, t, tasks.get(t).validation());
+            double[] both = accuracy(merged, t, tasks.get(t).test(), tasks.get(t).validation());
+            test[t] = both[0];
+            validation[t] = both[1];
         }
         System.out.printf(Locale.ROOT, "%s %s: validation average %.4f%n", method, params, average(validation));
         return new Row(label, test, validation, params.isEmpty() ? "-" : describe(params));
@@ -334,8 +335,8 @@ public final class MultiTaskMerge {
         }
     }
 
-    /** Accuracy on {@code data} of {@code encoderFile} with task {@code t}'s fine-tuned head, in evaluation mode. */
-    double accuracy(Path encoderFile, int t, ImageDataset data) {
+    /** Accuracy on each split of {@code encoderFile} with task {@code t}'s fine-tuned head, in evaluation mode. */
+    double[] accuracy(Path encoderFile, int t, ImageDataset... splits) {
         try (NDManager manager = NDManager.newBaseManager()) {
             Map<String, NDArray> params = FashionRuns.readAll(encoderFile, manager);
             FashionRuns.readAll(checkpoint("task-" + tasks.get(t).name()), manager).forEach((k, v) -> {
@@ -343,10 +344,7 @@ public final class MultiTaskMerge {
                     params.put(k, v);
                 }
             });
-            KilnModel model = ModelZoo.build("cnn", Map.of(), data.sampleShape(), data.numClasses())
-                    .initialize(manager, 0);
-            model.loadParameters(params);
-            return TrainingRun.evaluate(model, data, manager, new ParameterStore(manager, false), 256)[1];
+            return FashionRuns.accuracy(params, manager, splits);
         }
     }
 

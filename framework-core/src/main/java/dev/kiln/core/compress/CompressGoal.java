@@ -138,6 +138,7 @@ public final class CompressGoal implements Goal {
         CompressPipeline pipeline = new CompressPipeline(id, bound.asMap(), compressor);
         List<String> pruned = CompressPipeline.defaultScope(id, checkpoint);
         if (pruned != null) {
+            pipeline.restrictTo(pruned); // the pipeline need not read the header again
             events.emit(Event.info(id + ": pruning " + (pruned.isEmpty() ? "nothing" : String.join(", ", pruned))
                     + " (the layers that load narrower); the head and the residual path keep every output"));
         }
@@ -191,7 +192,6 @@ public final class CompressGoal implements Goal {
         result.put("upToDate", false);
         return result;
     }
-
 
     private static Double number(JsonNode node) {
         return node == null || node.isNull() ? null : node.asDouble();

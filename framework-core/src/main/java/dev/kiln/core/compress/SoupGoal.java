@@ -133,7 +133,7 @@ public final class SoupGoal implements Goal {
         if (perIngredient && augmentations.isEmpty()) {
             throw new KilnException("soup: augmentPerIngredient needs at least one <augment><technique>");
         }
-        Map<String, String> modelParams = modelParameters(checkpoint, meta.get("kiln.model.parameters"));
+        Map<String, String> modelParams = CheckpointModels.modelParameters(checkpoint, meta);
         TrainingConfig fineTune = TrainingConfig.builder(model)
                 .modelParameters(modelParams)
                 .epochs(config.path("epochs").asInt(1))
@@ -325,21 +325,6 @@ public final class SoupGoal implements Goal {
                     violations, rows);
         }
     }
-
-    private static Map<String, String> modelParameters(Path checkpoint, String text) {
-        JsonNode node;
-        try {
-            node = text == null ? null : Json.MAPPER.readTree(text);
-        } catch (IOException e) {
-            node = null;
-        }
-        if (node == null || !node.isObject()) {
-            throw new KilnException("soup: checkpoint " + checkpoint + " has no JSON object under metadata"
-                    + " 'kiln.model.parameters' (got " + text + "); it is not a Kiln classifier checkpoint");
-        }
-        return strings(node);
-    }
-
 
     private static Double finite(double value) {
         return Double.isFinite(value) ? value : null;

@@ -74,18 +74,37 @@ public final class CheckpointModels {
     public static List<String> shrinkableWeights(Path file) {
         try (SafetensorsReader reader = SafetensorsReader.open(file)) {
             Map<String, String> meta = reader.metadata() == null ? Map.of() : reader.metadata();
-            for (String key : REQUIRED_KEYS) {
-                if (meta.get(key) == null || meta.get(key).isBlank()) {
-                    return null;
-                }
+            if (missingKey(meta) != null) {
+                return null;
             }
-            String id = meta.get("kiln.model");
-            Map<String, String> params = stringMap(file, "kiln.model.parameters", meta.get("kiln.model.parameters"));
-            List<String> classes = stringList(file, "kiln.data.classes", meta.get("kiln.data.classes"));
-            Shape shape = parseShape(file, meta.get("kiln.input.shape"));
-            return ModelZoo.shrinkable(id, params, shape, classes.size()).stream().map(s -> s.layer() + ".weight")
-                    .toList();
+            Zoo zoo = Zoo.of(file, meta);
+            return ModelZoo.shrinkable(zoo.id(), zoo.params(), zoo.shape(), zoo.classes().size()).stream()
+                    .map(s -> s.layer() + ".weight").toList();
         }
+    }
+
+    /** The zoo model a classifier checkpoint's metadata describes. */
+    private record Zoo(String id, Map<String, String> params, List<String> classes, Shape shape) {
+        static Zoo of(Path file, Map<String, String> meta) {
+            return new Zoo(meta.get("kiln.model"), modelParameters(file, meta),
+                    stringList(file, "kiln.data.classes", meta.get("kiln.data.classes")),
+                    parseShape(file, meta.get("kiln.input.shape")));
+        }
+    }
+
+    /** The first of {@link #REQUIRED_KEYS} that {@code meta} lacks, or null. */
+    private static String missingKey(Map<String, String> meta) {
+        for (String key : REQUIRED_KEYS) {
+            if (meta.get(key) == null || meta.get(key).isBlank()) {
+                return key;
+            }
+        }
+        return null;
+    }
+
+    /** The zoo model's parameters recorded in a checkpoint's metadata ({@code kiln.model.parameters}). */
+    public static Map<String, String> modelParameters(Path file, Map<String, String> meta) {
+        return stringMap(file, "kiln.model.parameters", meta.get("kiln.model.parameters"));
     }
 
     /**
@@ -100,22 +119,22 @@ public final class CheckpointModels {
         }
         try (SafetensorsReader reader = SafetensorsReader.open(file)) {
             Map<String, String> meta = reader.metadata() == null ? Map.of() : reader.metadata();
-            for (String key : REQUIRED_KEYS) {
-                if (meta.get(key) == null || meta.get(key).isBlank()) {
-                    throw new KilnException("checkpoint " + file + " is not a Kiln classifier checkpoint: its"
-                            + " __metadata__ has no '" + key + "' (Kiln writes " + String.join(", ", REQUIRED_KEYS)
-                            + " when it trains a model)");
-                }
+            String missing = missingKey(meta);
+            if (missing != null) {
+                throw new KilnException("checkpoint " + file + " is not a Kiln classifier checkpoint: its"
+                        + " __metadata__ has no '" + missing + "' (Kiln writes " + String.join(", ", REQUIRED_KEYS)
+                        + " when it trains a model)");
             }
             String format = meta.get("kiln.format");
             if (!format.equals("model-v1") && !format.equals("checkpoint-v1") && !format.equals(COMPRESSED)) {
                 throw new KilnException("checkpoint " + file + " has kiln.format '" + format
                         + "'; Kiln reads model-v1, checkpoint-v1 and " + COMPRESSED);
             }
-            String id = meta.get("kiln.model");
-            Map<String, String> params = stringMap(file, "kiln.model.parameters", meta.get("kiln.model.parameters"));
-            List<String> classes = stringList(file, "kiln.data.classes", meta.get("kiln.data.classes"));
-            Shape shape = parseShape(file, meta.get("kiln.input.shape"));
+            Zoo zoo = Zoo.of(file, meta);
+            String id = zoo.id();
+            Map<String, String> params = zoo.params();
+            List<String> classes = zoo.classes();
+            Shape shape = zoo.shape();
             Normalization stats = parseNormalization(file, meta.get("kiln.normalization"), shape);
             Map<String, LowRankFactors> factored = format.equals(COMPRESSED)
                     ? lowRankLinears(file, reader, meta.get(CompressPipeline.METADATA_KEY))

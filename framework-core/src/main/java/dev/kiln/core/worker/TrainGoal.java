@@ -158,7 +158,6 @@ public final class TrainGoal implements Goal {
         return result;
     }
 
-
     private static void writeCard(Path card, JsonNode config, LabeledData data, List<Map<String, Object>> techniques,
             TrainingResult result, String fingerprint) throws IOException {
         Map<String, Object> doc = new LinkedHashMap<>();
