@@ -9,9 +9,12 @@ import dev.kiln.core.safetensors.SafetensorsReader;
 import dev.kiln.spi.KilnException;
 import java.io.IOException;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HashSet;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.Set;
 
@@ -101,6 +104,66 @@ public final class CompressedCheckpoints {
             }
             return out;
         }
+    }
+
+    /**
+     * A 2-D weight stored in {@code low-rank} format: its stored factor names ({@code .u} [out, r], {@code .v}
+     * [r, in]) and rank.
+     */
+    public record LowRankFactors(String weight, String uStored, String vStored, int rank) {
+    }
+
+    /**
+     * The 2-D weights of a compressed checkpoint stored in {@code low-rank} format at a rank where running them as
+     * two thin matmuls is cheaper than the dense product, {@code r (out + in) < out in}; the one rule both the zoo
+     * loader and the decoder LM's loader apply. A weight whose factors are missing is skipped (the dense load names
+     * the missing part); factors of the wrong shape are an error naming both.
+     *
+     * @param record the checkpoint's {@link CompressPipeline#METADATA_KEY} metadata, or null for none
+     */
+    public static List<LowRankFactors> cheaperLowRank(Path file, SafetensorsReader reader, String record) {
+        List<LowRankFactors> out = new ArrayList<>();
+        if (record == null) {
+            return out;
+        }
+        JsonNode tensors;
+        try {
+            tensors = dev.kiln.core.worker.Json.MAPPER.readTree(record).path("tensors");
+        } catch (IOException e) {
+            throw new KilnException(file + ": the " + CompressPipeline.METADATA_KEY + " metadata is not valid JSON: "
+                    + e.getMessage(), e);
+        }
+        for (Iterator<Map.Entry<String, JsonNode>> it = tensors.fields(); it.hasNext(); ) {
+            Map.Entry<String, JsonNode> e = it.next();
+            String name = e.getKey();
+            JsonNode entry = e.getValue();
+            JsonNode shape = entry.path("shape");
+            if (!name.endsWith(".weight") || !"low-rank".equals(entry.path("metadata").path("format").asText())
+                    || !shape.isArray() || shape.size() != 2) {
+                continue;
+            }
+            String u = entry.path("stored").path(".u").asText("");
+            String v = entry.path("stored").path(".v").asText("");
+            if (!reader.contains(u) || !reader.contains(v)) {
+                continue;
+            }
+            long outFeatures = shape.get(0).asLong();
+            long inFeatures = shape.get(1).asLong();
+            long[] uShape = reader.info(u).shape();
+            long[] vShape = reader.info(v).shape();
+            if (uShape.length != 2 || vShape.length != 2 || uShape[0] != outFeatures || vShape[1] != inFeatures
+                    || uShape[1] != vShape[0] || uShape[1] < 1) {
+                throw new KilnException("checkpoint " + file + ": low-rank tensor '" + name + "' of shape ["
+                        + outFeatures + ", " + inFeatures + "] has factors " + u + " " + Arrays.toString(uShape)
+                        + " and " + v + " " + Arrays.toString(vShape) + "; expected [" + outFeatures + ", r] and [r, "
+                        + inFeatures + "]");
+            }
+            long rank = uShape[1];
+            if (rank * (outFeatures + inFeatures) < outFeatures * inFeatures) {
+                out.add(new LowRankFactors(name, u, v, (int) rank));
+            }
+        }
+        return out;
     }
 
     /** Rebuilds one dense tensor from its stored parts; the intermediates live in a sub-manager. */

@@ -7,6 +7,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import ai.djl.training.ParameterStore;
 import dev.kiln.core.compress.CompressPipeline;
 import dev.kiln.core.compress.CompressedCheckpoints;
+import dev.kiln.core.compress.CompressedCheckpoints.LowRankFactors;
 import dev.kiln.core.data.ImageDataset;
 import dev.kiln.core.data.Normalization;
 import dev.kiln.core.train.TrainingRun;
@@ -192,16 +193,6 @@ public final class CheckpointModels {
         }
     }
 
-    /**
-     * A Linear layer's weight stored as low-rank factors.
-     *
-     * @param weight the original tensor name, {@code <layer>.weight}
-     * @param uStored stored name of U*S [out, r]
-     * @param vStored stored name of V^T [r, in]
-     * @param rank r
-     */
-    private record LowRankFactors(String weight, String uStored, String vStored, int rank) {
-    }
 
     private static String layerOf(String tensor) {
         int dot = tensor.lastIndexOf('.');
@@ -215,40 +206,8 @@ public final class CheckpointModels {
      */
     private static Map<String, LowRankFactors> lowRankLinears(Path file, SafetensorsReader reader, String record) {
         Map<String, LowRankFactors> out = new LinkedHashMap<>();
-        if (record == null) {
-            return out;
-        }
-        JsonNode tensors = parse(file, CompressPipeline.METADATA_KEY, record).path("tensors");
-        for (Iterator<Map.Entry<String, JsonNode>> it = tensors.fields(); it.hasNext(); ) {
-            Map.Entry<String, JsonNode> e = it.next();
-            String name = e.getKey();
-            JsonNode entry = e.getValue();
-            JsonNode shape = entry.path("shape");
-            if (!name.endsWith(".weight") || !"low-rank".equals(entry.path("metadata").path("format").asText())
-                    || !shape.isArray() || shape.size() != 2) {
-                continue;
-            }
-            String u = entry.path("stored").path(".u").asText("");
-            String v = entry.path("stored").path(".v").asText("");
-            if (!reader.contains(u) || !reader.contains(v)) {
-                // Left to CompressedCheckpoints.load, which names the missing part.
-                continue;
-            }
-            long outFeatures = shape.get(0).asLong();
-            long inFeatures = shape.get(1).asLong();
-            long[] uShape = reader.info(u).shape();
-            long[] vShape = reader.info(v).shape();
-            if (uShape.length != 2 || vShape.length != 2 || uShape[0] != outFeatures || vShape[1] != inFeatures
-                    || uShape[1] != vShape[0] || uShape[1] < 1) {
-                throw new KilnException("checkpoint " + file + ": low-rank tensor '" + name + "' of shape ["
-                        + outFeatures + ", " + inFeatures + "] has factors " + u + " " + Arrays.toString(uShape)
-                        + " and " + v + " " + Arrays.toString(vShape) + "; expected [" + outFeatures + ", r] and [r, "
-                        + inFeatures + "]");
-            }
-            long rank = uShape[1];
-            if (rank * (outFeatures + inFeatures) < outFeatures * inFeatures) {
-                out.put(layerOf(name), new LowRankFactors(name, u, v, (int) rank));
-            }
+        for (LowRankFactors f : CompressedCheckpoints.cheaperLowRank(file, reader, record)) {
+            out.put(layerOf(f.weight()), f);
         }
         return out;
     }

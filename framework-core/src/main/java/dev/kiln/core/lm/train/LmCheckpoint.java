@@ -2,14 +2,12 @@ package dev.kiln.core.lm.train;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
-import com.fasterxml.jackson.databind.JsonNode;
 import dev.kiln.core.compress.CompressPipeline;
 import dev.kiln.core.compress.CompressedCheckpoints;
 import dev.kiln.core.lm.DecoderConfig;
 import dev.kiln.core.lm.DecoderLm;
 import dev.kiln.core.safetensors.SafetensorsReader;
 import dev.kiln.core.safetensors.SafetensorsWriter;
-import dev.kiln.core.worker.Json;
 import dev.kiln.spi.KilnException;
 import java.nio.file.Path;
 import java.util.Arrays;
@@ -93,13 +91,6 @@ public final class LmCheckpoint {
     }
 
     private static void loadCompressed(DecoderLm model, Path file, SafetensorsReader reader, String record) {
-        JsonNode tensors;
-        try {
-            tensors = Json.MAPPER.readTree(record).path("tensors");
-        } catch (java.io.IOException e) {
-            throw new KilnException("LM checkpoint " + file + ": metadata " + CompressPipeline.METADATA_KEY
-                    + " is not JSON: " + e.getMessage(), e);
-        }
         try (NDManager scope = NDManager.newBaseManager()) {
             Map<String, NDArray> dense = CompressedCheckpoints.load(file, scope);
             for (Map.Entry<String, NDArray> e : model.weights().entrySet()) {
@@ -114,21 +105,9 @@ public final class LmCheckpoint {
                 e.getValue().set(value.toFloatArray());
             }
             model.refreshDerived();
-            for (java.util.Iterator<Map.Entry<String, JsonNode>> it = tensors.fields(); it.hasNext(); ) {
-                Map.Entry<String, JsonNode> e = it.next();
-                String name = e.getKey();
-                JsonNode entry = e.getValue();
-                if (!DecoderLm.isFactorable(name)
-                        || !"low-rank".equals(entry.path("metadata").path("format").asText())) {
-                    continue;
-                }
-                NDArray u = reader.read(entry.path("stored").path(".u").asText(), scope);
-                NDArray v = reader.read(entry.path("stored").path(".v").asText(), scope);
-                long out = u.getShape().get(0);
-                long in = v.getShape().get(1);
-                long rank = u.getShape().get(1);
-                if (rank * (out + in) < out * in) {
-                    model.factor(name, u, v);
+            for (CompressedCheckpoints.LowRankFactors f : CompressedCheckpoints.cheaperLowRank(file, reader, record)) {
+                if (DecoderLm.isFactorable(f.weight())) {
+                    model.factor(f.weight(), reader.read(f.uStored(), scope), reader.read(f.vStored(), scope));
                 }
             }
         }
