@@ -24,13 +24,24 @@ final class LinearMerge implements MergeMethod {
     @Override
     public NDArray merge(MergeInput input) {
         try (Scope scope = Scope.open("linear", input, false)) {
+            // One new array, updated in place, and no product for a weight of exactly 1 (the default): the merge of
+            // large checkpoints is bound by such full passes over each block. Same order of operations, same bits.
             double total = 0;
             NDArray sum = null;
             for (int i = 0; i < scope.size(); i++) {
                 double w = scope.model(i).weight();
                 total += w;
-                NDArray term = scope.tensor(i).mul((float) w);
-                sum = sum == null ? term : sum.add(term);
+                NDArray tensor = scope.tensor(i);
+                boolean unit = (float) w == 1f;
+                if (sum == null) {
+                    sum = unit ? tensor.duplicate() : tensor.mul((float) w);
+                } else if (unit) {
+                    sum.addi(tensor);
+                } else {
+                    NDArray term = tensor.mul((float) w);
+                    sum.addi(term);
+                    term.close();
+                }
             }
             if (normalize) {
                 if (Math.abs(total) < 1e-12) {
@@ -38,7 +49,7 @@ final class LinearMerge implements MergeMethod {
                             + ", so merge method 'linear' cannot normalize by them; change the weights or set "
                             + "normalize=false");
                 }
-                sum = sum.div((float) total);
+                sum.divi((float) total);
             }
             return scope.finish(sum);
         }

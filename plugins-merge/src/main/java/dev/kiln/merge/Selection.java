@@ -49,6 +49,20 @@ final class Selection {
     }
 
     /**
+     * {@link #electSign} without comparisons: {@code sign(sign(total) + 0.5)} is +1 for a positive or zero total and -1
+     * for a negative one, in three float kernels instead of a comparison and a boolean-to-float conversion.
+     */
+    static NDArray electedSign(List<NDArray> contributions, boolean count) {
+        NDArray total = count ? contributions.get(0).sign() : contributions.get(0);
+        for (int i = 1; i < contributions.size(); i++) {
+            NDArray term = count ? contributions.get(i).sign() : contributions.get(i);
+            // The first sum of values is a new array; after that (and for sign counts) the total is ours to update.
+            total = count || i > 1 ? total.addi(term) : total.add(term);
+        }
+        return total.sign().addi(0.5f).signi();
+    }
+
+    /**
      * The elected sign per element, +1 or -1 (0 counts as +, as in mergekit): of the summed values for
      * {@code sum}, of the summed signs for {@code count}.
      */

@@ -90,6 +90,26 @@ class TaskVectorMethodsTest {
         }
     }
 
+    /**
+     * Zero and negative weights take the comparison path of the sign consensus (the comparison-free one needs positive
+     * weights); both must agree with the reference, including a divisor that sums to zero.
+     */
+    @Test
+    void tiesWithNonPositiveWeightsMatchesReference() {
+        Fixture random = scenarios().get(3);
+        for (double[] weights : new double[][] {{1, -0.5, 2}, {1, 0, 0.5}, {1, -1, 1}}) {
+            Fixture f = new Fixture(random.base, random.models, weights);
+            for (String normalize : new String[] {"true", "false"}) {
+                double[] got = f.run(manager, Fixture.method(MergeTechniques.ties(), Map.of("density", "0.6",
+                        "normalize", normalize)), SHAPE);
+                double[] want = Reference.ties(f.base, f.models, weights, filled(f.models.length, 0.6), false,
+                        Boolean.parseBoolean(normalize), 1);
+                assertClose(want, got, "ties weights " + java.util.Arrays.toString(weights) + " normalize="
+                        + normalize);
+            }
+        }
+    }
+
     @Test
     void tiesPerModelDensity() {
         Fixture f = scenarios().get(3);

@@ -1,6 +1,8 @@
 package dev.kiln.core.merge;
 
+import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDArray;
+import ai.djl.pytorch.jni.JniUtils;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
 import dev.kiln.core.io.AtomicFiles;
@@ -70,12 +72,13 @@ public final class MergePipeline {
 
     /**
      * Default largest tensor (in elements) an elementwise or magnitude-trimming method merges whole; bigger ones go in
-     * row blocks. 1M float32 elements are 4 MiB per input. Measured on the 3 x 1.5 GB synthetic benchmark with two
-     * merge threads (docs/results/merge-memory.md), ties peaked at about 0.8 GB RSS with 1M-element blocks against
-     * 1.2-1.4 GB with 2M and 1.4-1.6 GB with 4M, and ran faster too (the temporaries stay in cache and the allocator
-     * reuses them); 256K-element blocks were slower again and no smaller.
+     * row blocks. 256K float32 elements are 1 MiB per input. Measured on the 3 x 1.5 GB synthetic benchmark with two
+     * merge threads (docs/results/merge-memory.md): with 1M-element blocks ties peaked at about 0.8 GB RSS (1.2-1.6
+     * GB with 2M and 4M); since the merge arithmetic became a chain of in-place float kernels and each merge thread
+     * runs libtorch single-threaded, 256K-element blocks peak at about 0.55 GB and take less CPU time, because a
+     * block's dozen temporaries then fit in the core's cache instead of streaming from memory on every kernel.
      */
-    static final long DEFAULT_BLOCK_ELEMENTS = 1L << 20;
+    static final long DEFAULT_BLOCK_ELEMENTS = 1L << 18;
 
     private final MergeMethod method;
     private final MergeSpec spec;
@@ -266,6 +269,16 @@ public final class MergePipeline {
                 : new Output(SafetensorsWriter.create(spec.output(), metadata, specs), null);
         Map<String, Map<String, Object>> perTensor = new LinkedHashMap<>();
         long commitNanos = 0;
+        // With several merge threads the pool is the parallelism: libtorch's intra-op threads on top would
+        // oversubscribe the cores, and its OpenMP workers spin-wait between the many small ops of a block (a quarter
+        // of a ties merge's CPU time in a profile). libtorch reads the global setting when a new thread runs its
+        // first op, so the pool's fresh threads run single-threaded; the caller's setting is restored afterwards.
+        int intraOpBefore = 0;
+        if (spec.threads() > 1) {
+            Engine.getEngine("PyTorch"); // loads libtorch, which the thread calls need
+            intraOpBefore = JniUtils.getNumThreads();
+            JniUtils.setNumThreads(1);
+        }
         ExecutorService pool = Executors.newFixedThreadPool(spec.threads(), runnable -> {
             Thread t = new Thread(runnable, "kiln-merge");
             t.setDaemon(true);
@@ -277,7 +290,12 @@ public final class MergePipeline {
             }
             CompletionService<Map<String, Object>> done = new ExecutorCompletionService<>(pool);
             List<Future<Map<String, Object>>> futures = new ArrayList<>();
-            for (String name : names) {
+            // Largest tensors first: a tensor is merged by one thread, so a large one started last (a language
+            // model's output head comes last in checkpoint order) would leave the other threads idle meanwhile.
+            List<String> largestFirst = new ArrayList<>(names);
+            largestFirst.sort(java.util.Comparator.comparingLong((String n) -> reference.info(n).elementCount())
+                    .reversed());
+            for (String name : largestFirst) {
                 futures.add(done.submit(() -> mergeOne(name, base, models, reference, output)));
             }
             long lastProgress = System.nanoTime();
@@ -306,6 +324,9 @@ public final class MergePipeline {
             throw new KilnException("merge interrupted", e);
         } finally {
             pool.shutdownNow();
+            if (intraOpBefore > 0) {
+                JniUtils.setNumThreads(intraOpBefore);
+            }
         }
         double seconds = (System.nanoTime() - started) / 1e9;
         Map<String, Object> report = new LinkedHashMap<>();
@@ -463,6 +484,55 @@ public final class MergePipeline {
         if (baseArray == null) {
             return null;
         }
+        if (merged.size() <= EXACT_FLOAT_COUNT) {
+            long[] counts = countChangesBySigns(merged, baseArray, inputs);
+            if (counts != null) {
+                return counts;
+            }
+        }
+        return countChangesByMasks(merged, baseArray, inputs);
+    }
+
+    /** Sums of 0/1 float32 values are exact integers up to 2^24 elements. */
+    private static final long EXACT_FLOAT_COUNT = 1L << 24;
+
+    /**
+     * {@link #countChanges} in float arithmetic only, or null when a count is not finite (NaN or infinite values,
+     * which {@link #countChangesByMasks} counts): comparisons into boolean arrays and their counts cost three to four
+     * times a float kernel on this CPU, and were a tenth of a TIES merge. {@code sign(merged - base)^2} is 1 exactly
+     * where the merge changed the base. With {@code up = sign(largest - base)} and {@code down = sign(smallest - base)},
+     * {@code up >= down}, and the signs conflict (some model above the base, some below) exactly where
+     * {@code up - down = 2}, so {@code max(up - down - 1, 0)} is 1 there and 0 elsewhere.
+     */
+    private static long[] countChangesBySigns(NDArray merged, NDArray baseArray, List<NDArray> inputs) {
+        try (NDManager scratch = merged.getManager().newSubManager()) {
+            NDArray step = merged.sub(baseArray);
+            step.attach(scratch);
+            float changed = step.signi().muli(step).sum().getFloat();
+            NDArray largest = inputs.get(0);
+            NDArray smallest = inputs.get(0);
+            for (int i = 1; i < inputs.size(); i++) {
+                largest = largest.maximum(inputs.get(i));
+                largest.attach(scratch);
+                smallest = smallest.minimum(inputs.get(i));
+                smallest.attach(scratch);
+            }
+            NDArray up = largest.sub(baseArray);
+            up.attach(scratch);
+            NDArray down = smallest.sub(baseArray);
+            down.attach(scratch);
+            NDArray conflict = up.signi().subi(down.signi()).subi(1f).maximum(0f);
+            conflict.attach(scratch);
+            float conflicts = conflict.sum().getFloat();
+            if (!Float.isFinite(changed) || !Float.isFinite(conflicts)) {
+                return null;
+            }
+            return new long[] {(long) changed, (long) conflicts};
+        }
+    }
+
+    /** {@link #countChanges} with comparisons; right for any values, NaN and infinities included. */
+    private static long[] countChangesByMasks(NDArray merged, NDArray baseArray, List<NDArray> inputs) {
         try (NDManager scratch = merged.getManager().newSubManager()) {
             // For floats x - y == 0 exactly when x == y (gradual underflow), so no difference array is needed.
             NDArray differs = merged.neq(baseArray);

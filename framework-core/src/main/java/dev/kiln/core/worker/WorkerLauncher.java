@@ -27,6 +27,17 @@ public final class WorkerLauncher {
     private static final int STDERR_TAIL_LINES = 40;
 
     /**
+     * glibc malloc settings for the worker, unless the user's environment sets {@code GLIBC_TUNABLES} itself. libtorch
+     * allocates every CPU tensor with malloc; by default glibc serves a few-MiB tensor from fresh mmap'd pages or
+     * returns freed arena memory to the kernel, so the next tensor of that size page-faults all of it in again. A
+     * merge makes tens of such temporaries per block: on the 3 x 1.5 GB merge benchmark a ties merge took about
+     * 800,000 page faults and a quarter of its CPU time in the kernel. Serving tensors up to 32 MiB from the arenas
+     * and keeping freed memory (trim threshold 4 GiB) cut that to about 200,000. Peak resident memory is what the
+     * process used at its peak either way; it is just not handed back between tensors. Other C libraries ignore it.
+     */
+    static final String MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=4294967296";
+
+    /**
      * How to start the worker JVM.
      *
      * @param java the java executable
@@ -91,6 +102,9 @@ public final class WorkerLauncher {
 
             ProcessBuilder builder = new ProcessBuilder(command);
             builder.environment().put("OPT_OUT_TRACKING", "true");
+            if (!builder.environment().containsKey("GLIBC_TUNABLES")) {
+                builder.environment().put("GLIBC_TUNABLES", MALLOC_TUNABLES);
+            }
             builder.environment().putAll(options.environment());
             Process process = builder.start();
             Thread killer = new Thread(process::destroyForcibly, "kiln-worker-killer");

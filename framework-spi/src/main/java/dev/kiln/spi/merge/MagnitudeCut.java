@@ -52,4 +52,28 @@ public record MagnitudeCut(long k, long numel, float threshold, long equalQuota)
         NDArray rank = equal.flatten().toType(DataType.INT64, false).cumSum(0).reshape(values.getShape());
         return above.logicalOr(equal.logicalAnd(rank.lte(remaining)));
     }
+
+    /**
+     * {@link #select(NDArray, long, long)} as float32 factors, 1 for a selected element and 0 for the others, to
+     * multiply a task vector with. When the block's elements equal to the threshold are all selected or all left out
+     * (the usual case: with continuous values there are none), the factors come from float kernels alone,
+     * {@code sign(max(v - t, 0))} for "above t" and {@code sign(min(v - t, 0)) + 1} for "at least t"; that is cheaper
+     * on CPU than a comparison into a boolean array and its conversion to float. {@code v - t} is 0 only where
+     * {@code v == t} (gradual underflow), so the factors are exact. Values must be finite (trimming refuses NaN
+     * anyway).
+     *
+     * @since 1.2
+     */
+    public NDArray selectAsFloat(NDArray values, long equalBefore, long equalInBlock) {
+        long remaining = equalQuota - equalBefore;
+        boolean strictlyAbove = remaining <= 0 || equalInBlock == 0;
+        boolean atLeast = remaining >= values.size() || (equalInBlock > 0 && equalInBlock <= remaining);
+        if (k >= numel || k <= 0 || !(strictlyAbove || atLeast)) {
+            return select(values, equalBefore, equalInBlock).toType(DataType.FLOAT32, false);
+        }
+        NDArray step = values.sub(threshold);
+        NDArray factors = strictlyAbove ? step.maximum(0f).signi() : step.minimum(0f).signi().addi(1f);
+        step.close();
+        return factors;
+    }
 }

@@ -1,6 +1,7 @@
 package dev.kiln.spi.merge;
 
 import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.types.DataType;
 
 /**
  * Exact magnitude selections over a whole trim scope, applied to the block being merged (see {@link MagnitudeTrim}).
@@ -19,4 +20,14 @@ public interface MagnitudeRanks {
      * @throws IllegalStateException when {@code k} is not one of the counts the method declared for that model
      */
     NDArray largest(int model, long k, NDArray magnitude);
+
+    /**
+     * {@link #largest} as float32 factors (1 selected, 0 not), ready to multiply a task vector with; implementations
+     * may compute them without the boolean mask, which is cheaper on CPU.
+     *
+     * @since 1.2
+     */
+    default NDArray largestAsFloat(int model, long k, NDArray magnitude) {
+        return largest(model, k, magnitude).toType(DataType.FLOAT32, false);
+    }
 }
