@@ -8,6 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import dev.kiln.spi.KilnException;
 import dev.kiln.spi.merge.MagnitudeCut;
@@ -131,6 +132,52 @@ class BlockedTrimTest {
             assertEquals(Float.floatToRawIntBits(expected[j]), Float.floatToRawIntBits(actual[j]),
                     what + " [" + j + "]: " + expected[j] + " vs " + actual[j]);
         }
+    }
+
+    /**
+     * The float factors equal the boolean selection on every block of a scope with many equal magnitudes: blocks whose
+     * equal elements are all kept, none kept, or cut by the quota, with the block's equal count known or not.
+     */
+    @Test
+    void selectAsFloatEqualsTheBooleanSelection() {
+        java.util.Random random = new java.util.Random(7);
+        int n = 240;
+        float[] all = new float[n];
+        for (int j = 0; j < n; j++) {
+            all[j] = random.nextInt(12) / 4f;
+        }
+        float[] sorted = all.clone();
+        Arrays.sort(sorted);
+        int checked = 0;
+        for (long k : new long[] {0, 1, 17, 60, 119, 200, 239, 240}) {
+            float t = k <= 0 || k >= n ? 0f : sorted[(int) (n - k)];
+            long above = 0;
+            for (float v : all) {
+                above += v > t ? 1 : 0;
+            }
+            MagnitudeCut cut = new MagnitudeCut(k, n, t, k - above);
+            for (int block = 0; block < n; block += 40) {
+                long before = 0;
+                long inBlock = 0;
+                for (int j = 0; j < block + 40; j++) {
+                    before += j < block && all[j] == t ? 1 : 0;
+                    inBlock += j >= block && all[j] == t ? 1 : 0;
+                }
+                try (NDManager scope = manager.newSubManager()) {
+                    NDArray values = scope.create(Arrays.copyOfRange(all, block, block + 40), new Shape(5, 8));
+                    for (long known : new long[] {inBlock, -1}) {
+                        float[] want = cut.select(values, before, known).toType(DataType.FLOAT32, false)
+                                .toFloatArray();
+                        NDArray got = cut.selectAsFloat(values, before, known);
+                        assertEquals(DataType.FLOAT32, got.getDataType());
+                        assertEquals(values.getShape(), got.getShape());
+                        assertBitEqual(want, got.toFloatArray(), "k=" + k + " block " + block + " known " + known);
+                        checked++;
+                    }
+                }
+            }
+        }
+        assertEquals(8 * 6 * 2, checked);
     }
 
     @Test
