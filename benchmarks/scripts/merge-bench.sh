@@ -18,6 +18,9 @@ CPFILE="$(mktemp)"
 CP="benchmarks/$BUILD/classes:$(cat "$CPFILE")"
 rm -f "$CPFILE"
 JAVA=(java -Dai.djl.offline=true -Dorg.slf4j.simpleLogger.log.ai.djl.util.cuda.CudaUtils=error -cp "$CP")
+# The speed runner merges in its own JVM: give it the malloc settings kiln:merge's worker JVM gets
+# (WorkerLauncher.MALLOC_TUNABLES; the memory runner sets them for its child JVMs itself).
+export GLIBC_TUNABLES="${GLIBC_TUNABLES:-glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=4294967296}"
 
 case "$WHAT" in
   memory)

@@ -3,6 +3,7 @@ package dev.kiln.benchmarks.merge;
 import dev.kiln.benchmarks.Machine;
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.kiln.core.worker.Json;
+import dev.kiln.core.worker.WorkerLauncher;
 import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStreamReader;
@@ -86,7 +87,10 @@ public final class MergeMemory {
             command.addAll(List.of("--params", wholeModel ? "density=0.2,trim-scope=model" : "density=0.2", "--base", files.get(0).toString(), "--models",
                     files.get(1) + "," + files.get(2)));
         }
-        Process process = new ProcessBuilder(command).redirectErrorStream(true).start();
+        ProcessBuilder builder = new ProcessBuilder(command).redirectErrorStream(true);
+        // The malloc settings kiln:merge's worker JVM runs with (unless the environment sets its own).
+        builder.environment().putIfAbsent("GLIBC_TUNABLES", WorkerLauncher.MALLOC_TUNABLES);
+        Process process = builder.start();
         JsonNode result = null;
         String firstError = null;
         StringBuilder tail = new StringBuilder();

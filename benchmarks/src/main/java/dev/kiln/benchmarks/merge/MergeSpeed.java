@@ -134,6 +134,12 @@ public final class MergeSpeed {
                 + " GB/s = input bytes (all three files, the same for every row) / seconds. Ratio = merge GB/s /"
                 + " read GB/s of the fastest read round (the least disturbed).%n%n", BenchSupport.gib(input),
                 threads, BenchSupport.gib(input / 3)));
+        String tunables = System.getenv("GLIBC_TUNABLES");
+        md.append("Malloc settings: `GLIBC_TUNABLES=" + (tunables == null ? "(unset)" : tunables) + "`"
+                + (dev.kiln.core.worker.WorkerLauncher.MALLOC_TUNABLES.equals(tunables)
+                        ? " (what kiln:merge's worker JVM runs with).\n\n"
+                        : " (**not** what kiln:merge's worker JVM runs with: `"
+                                + dev.kiln.core.worker.WorkerLauncher.MALLOC_TUNABLES + "`).\n\n"));
         md.append("Targets (issue 4): linear >= 0.5, ties >= 0.25.\n\n");
         md.append("| row | seconds per round | best seconds | GB/s (best) | ratio to read | target | met |"
                 + " commit (fsync + rename) s, best round | ratio without the commit |\n");
