@@ -59,8 +59,12 @@ final class MagnitudeCuts {
         /** Every model's magnitudes over the block, flat float32 on {@code manager}; null for a model not asked. */
         List<NDArray> magnitudes(Block block, NDManager manager);
 
-        /** Every model's magnitudes of {@code count} elements from flat element {@code first} of the block's tensor. */
-        List<NDArray> run(Block block, long first, int count, NDManager manager);
+        /** Every model's magnitudes of all {@code runs}, one after another in one flat array per model. */
+        List<NDArray> runs(List<Run> runs, NDManager manager);
+    }
+
+    /** {@code count} elements from flat element {@code first} of the block's tensor: a piece of a sample. */
+    record Run(Block block, long first, int count) {
     }
 
     /**
@@ -425,24 +429,20 @@ final class MagnitudeCuts {
             int sampleSize) {
         int run = (int) Math.max(1, Math.min(RUN, sampleSize / 16));
         int runs = (int) Math.max(1, Math.min(numel / run, sampleSize / run));
-        List<List<NDArray>> pieces = new ArrayList<>();
+        List<Run> pieces = new ArrayList<>();
+        for (int j = 0; j < runs; j++) {
+            long at = j * numel / runs;
+            int b = Arrays.binarySearch(starts, at);
+            b = b >= 0 ? b : -b - 2;
+            Block block = blocks.get(b);
+            long within = at - starts[b];
+            int count = (int) Math.min(run, block.elements() - within);
+            pieces.add(new Run(block, block.first() + within, count));
+        }
         try (NDManager manager = NDManager.newBaseManager()) {
-            for (int j = 0; j < runs; j++) {
-                long at = j * numel / runs;
-                int b = Arrays.binarySearch(starts, at);
-                b = b >= 0 ? b : -b - 2;
-                Block block = blocks.get(b);
-                long within = at - starts[b];
-                int count = (int) Math.min(run, block.elements() - within);
-                pieces.add(source.run(block, block.first() + within, count, manager));
-            }
+            List<NDArray> sampled = source.runs(pieces, manager);
             for (Request r : open) {
-                NDList mine = new NDList();
-                for (List<NDArray> p : pieces) {
-                    mine.add(p.get(r.model));
-                }
-                NDArray joined = mine.size() == 1 ? mine.get(0) : NDArrays.concat(mine);
-                r.sample = descending(joined.toType(DataType.FLOAT32, false).toFloatArray());
+                r.sample = descending(sampled.get(r.model).toType(DataType.FLOAT32, false).toFloatArray());
             }
         }
     }

@@ -296,6 +296,57 @@ public final class SafetensorsReader implements AutoCloseable {
         return readElements(t, first, count, new Shape(count), manager);
     }
 
+    /**
+     * The runs {@code [firsts[i], firsts[i] + counts[i])} of the tensor's flat elements, one after another in a 1-D
+     * NDArray: one array and one positional read per run, where a {@link #readFlat} per run costs an array (and native
+     * calls on it) per run. For a sample of many short runs.
+     *
+     * @throws KilnException naming the tensor when a run is outside the tensor
+     */
+    public NDArray readFlat(String name, long[] firsts, int[] counts, NDManager manager) {
+        TensorInfo t = info(name);
+        long total = 0;
+        for (int i = 0; i < firsts.length; i++) {
+            if (firsts[i] < 0 || counts[i] < 0 || firsts[i] + counts[i] > t.elementCount()) {
+                throw new KilnException("Tensor '" + name + "' of checkpoint " + file + " has " + t.elementCount()
+                        + " elements; elements [" + firsts[i] + ", " + (firsts[i] + counts[i]) + ") are out of range");
+            }
+            total += counts[i];
+        }
+        int size = t.dtype().byteSize();
+        if (t.dtype().loadsAsIs() && total > 0 && total * size <= MAX_ARRAY) {
+            NDArray out = manager.create(new Shape(total), t.dtype().loadedType());
+            try {
+                ByteBuffer view = out.toByteBuffer(true);
+                if (view.isDirect() && !view.isReadOnly() && view.capacity() == total * size) {
+                    int at = 0;
+                    for (int i = 0; i < firsts.length; i++) {
+                        ByteBuffer piece = view.duplicate();
+                        piece.position(at).limit(at + counts[i] * size);
+                        readFully(file, channel, piece, dataStart + t.begin() + firsts[i] * size);
+                        at += counts[i] * size;
+                    }
+                    return out;
+                }
+            } catch (RuntimeException e) {
+                out.close();
+                throw e;
+            }
+            out.close();
+        }
+        List<NDArray> pieces = new ArrayList<>();
+        try {
+            for (int i = 0; i < firsts.length; i++) {
+                pieces.add(readFlat(name, firsts[i], counts[i], manager));
+            }
+            return pieces.size() == 1 ? pieces.get(0) : ai.djl.ndarray.NDArrays.concat(new ai.djl.ndarray.NDList(pieces));
+        } finally {
+            if (pieces.size() > 1) {
+                pieces.forEach(NDArray::close);
+            }
+        }
+    }
+
     private NDArray readElements(TensorInfo t, long first, long count, Shape shape, NDManager manager) {
         DataType type = t.dtype().loadedType();
         if (count == 0) {

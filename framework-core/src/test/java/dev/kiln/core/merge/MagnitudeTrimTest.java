@@ -141,15 +141,25 @@ class MagnitudeTrimTest {
 
         @Override
         public List<NDArray> magnitudes(MagnitudeCuts.Block block, NDManager manager) {
-            return run(block, block.first(), (int) block.elements(), manager);
+            return runs(List.of(new MagnitudeCuts.Run(block, block.first(), (int) block.elements())), manager);
         }
 
         @Override
-        public List<NDArray> run(MagnitudeCuts.Block block, long first, int count, NDManager manager) {
-            // The scope is one "tensor" here, so the block's first element is its place in the scope.
+        public List<NDArray> runs(List<MagnitudeCuts.Run> runs, NDManager manager) {
+            // The scope is one "tensor" here, so a run's first element is its place in the scope.
             List<NDArray> out = new ArrayList<>();
             for (float[] v : values) {
-                out.add(manager.create(Arrays.copyOfRange(v, (int) first, (int) first + count), new Shape(count)));
+                int total = 0;
+                for (MagnitudeCuts.Run r : runs) {
+                    total += r.count();
+                }
+                float[] joined = new float[total];
+                int at = 0;
+                for (MagnitudeCuts.Run r : runs) {
+                    System.arraycopy(v, (int) r.first(), joined, at, r.count());
+                    at += r.count();
+                }
+                out.add(manager.create(joined, new Shape(total)));
             }
             return out;
         }

@@ -13,6 +13,7 @@ import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.kiln.spi.KilnException;
 import java.io.ByteArrayOutputStream;
 import java.io.OutputStream;
 import java.nio.ByteBuffer;
@@ -257,6 +258,26 @@ class SafetensorsRoundTripTest {
                     joined.write(b);
                 }
                 assertArrayEquals(r.readBytes("w"), joined.toByteArray());
+                // Several runs in one array: F32 through positional reads, BF16 through the converting path; the
+                // values are the runs of the whole tensor, in order, and a run past the end names the tensor.
+                long[] firsts = {0, 40, 13, 90, 5};
+                int[] counts = {3, 0, 27, 1, 9};
+                for (String name : List.of("w", "h")) {
+                    float[] whole = name.equals("w") ? transposed : h;
+                    float[] want = new float[40];
+                    int at = 0;
+                    for (int i = 0; i < firsts.length; i++) {
+                        System.arraycopy(whole, (int) firsts[i], want, at, counts[i]);
+                        at += counts[i];
+                    }
+                    NDArray runs = r.readFlat(name, firsts, counts, sub);
+                    assertEquals(new Shape(40), runs.getShape(), name);
+                    assertArrayEquals(want, runs.toFloatArray(), name);
+                }
+                KilnException outside = assertThrows(KilnException.class,
+                        () -> r.readFlat("w", new long[] {0, 88}, new int[] {2, 4}, sub));
+                assertTrue(outside.getMessage().contains("'w'") && outside.getMessage().contains("[88, 92)"),
+                        outside.getMessage());
             }
         }
     }
