@@ -34,6 +34,8 @@ public final class PingGoal implements Goal {
         result.put("engine", engine.getEngineName());
         result.put("version", engine.getVersion());
         result.put("engineStartMillis", millis);
+        // What the worker's C library was told about malloc (WorkerLauncher.MALLOC_TUNABLES unless overridden).
+        result.put("glibcTunables", System.getenv("GLIBC_TUNABLES"));
         return result;
     }
 }

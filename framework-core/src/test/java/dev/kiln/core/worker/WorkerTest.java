@@ -81,6 +81,14 @@ class WorkerTest {
         try (var files = Files.list(dir)) {
             assertEquals(0, files.count(), "request and argument files are removed");
         }
+        if (System.getenv("GLIBC_TUNABLES") == null) {
+            assertEquals(WorkerLauncher.MALLOC_TUNABLES, outcome.result().get("glibcTunables"),
+                    "the worker keeps malloc'd memory unless told otherwise");
+        }
+        WorkerLauncher.Outcome told = WorkerLauncher.launch(request("ping", null, null), testClassPath(),
+                new WorkerLauncher.Options(WorkerLauncher.Options.currentJava(), List.of(),
+                        java.util.Map.of("GLIBC_TUNABLES", "glibc.malloc.arena_max=2"), dir), e -> { }, stderr::add);
+        assertEquals("glibc.malloc.arena_max=2", told.result().get("glibcTunables"), "stderr: " + stderr);
     }
 
     @Test
