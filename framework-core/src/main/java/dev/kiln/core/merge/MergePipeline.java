@@ -511,14 +511,9 @@ public final class MergePipeline {
             NDArray step = merged.sub(baseArray);
             step.attach(scratch);
             float changed = step.signi().muli(step).sum().getFloat();
-            NDArray largest = inputs.get(0);
-            NDArray smallest = inputs.get(0);
-            for (int i = 1; i < inputs.size(); i++) {
-                largest = largest.maximum(inputs.get(i));
-                largest.attach(scratch);
-                smallest = smallest.minimum(inputs.get(i));
-                smallest.attach(scratch);
-            }
+            NDArray[] extremes = extremes(inputs, scratch);
+            NDArray largest = extremes[0];
+            NDArray smallest = extremes[1];
             NDArray up = largest.sub(baseArray);
             up.attach(scratch);
             NDArray down = smallest.sub(baseArray);
@@ -542,14 +537,9 @@ public final class MergePipeline {
             long changed = differs.countNonzero().getLong();
             // Some task vector is positive and some negative where the largest model value is above the base and
             // the smallest below it (again m - b > 0 exactly when m > b), which needs no task-vector arrays.
-            NDArray largest = inputs.get(0);
-            NDArray smallest = inputs.get(0);
-            for (int i = 1; i < inputs.size(); i++) {
-                largest = largest.maximum(inputs.get(i));
-                largest.attach(scratch);
-                smallest = smallest.minimum(inputs.get(i));
-                smallest.attach(scratch);
-            }
+            NDArray[] extremes = extremes(inputs, scratch);
+            NDArray largest = extremes[0];
+            NDArray smallest = extremes[1];
             NDArray positive = largest.gt(baseArray);
             positive.attach(scratch);
             NDArray negative = smallest.lt(baseArray);
@@ -559,6 +549,19 @@ public final class MergePipeline {
             long conflicts = both.countNonzero().getLong();
             return new long[] {changed, conflicts};
         }
+    }
+
+    /** {largest, smallest} of the models' values per element; new arrays live on {@code scratch}. */
+    private static NDArray[] extremes(List<NDArray> inputs, NDManager scratch) {
+        NDArray largest = inputs.get(0);
+        NDArray smallest = inputs.get(0);
+        for (int i = 1; i < inputs.size(); i++) {
+            largest = largest.maximum(inputs.get(i));
+            largest.attach(scratch);
+            smallest = smallest.minimum(inputs.get(i));
+            smallest.attach(scratch);
+        }
+        return new NDArray[] {largest, smallest};
     }
 
     private static void putChangeStats(Map<String, Object> stats, long[] counts, long elements) {
