@@ -136,16 +136,18 @@ final class FMix extends MixingAugmentation {
         int rows = keep.length;
         long pixels = noise.getShape().get(1);
         NDList thresholds = new NDList(rows);
+        // One native call for all the row views, instead of one get per row.
+        NDList rowViews = noise.split(rows, 0);
         for (int i = 0; i < rows; i++) {
-            NDArray row = noise.get(i);
+            NDArray row = rowViews.get(i);
             if (keep[i] == 0) {
                 thresholds.add(scope.create(Float.POSITIVE_INFINITY));
             } else if (keep[i] == pixels) {
                 thresholds.add(scope.create(Float.NEGATIVE_INFINITY));
             } else if (keep[i] <= pixels / 2) {
-                thresholds.add(row.topK((int) keep[i], 0, true, false).get(0).min());
+                thresholds.add(row.topK((int) keep[i], 1, true, false).get(0).min());
             } else {
-                thresholds.add(row.topK((int) (pixels - keep[i] + 1), 0, false, false).get(0).max());
+                thresholds.add(row.topK((int) (pixels - keep[i] + 1), 1, false, false).get(0).max());
             }
         }
         NDArray threshold = NDArrays.stack(thresholds).reshape(rows, 1);
@@ -182,6 +184,7 @@ final class FMix extends MixingAugmentation {
             Bank b = bank;
             int i = b.cursor[0]++;
             NDArray pair = b.masks.get(i);
+            // Moves the view (made at fill time) into the call's scope, so it is freed with the batch's temporaries.
             pair.attach(scope);
             kept[0] = b.kept[i];
             if (b.cursor[0] == b.kept.length) {
@@ -199,9 +202,12 @@ final class FMix extends MixingAugmentation {
         }
     }
 
-    /** Masks drawn ahead for one random source, epoch, image size, dtype and device; cursor[0] is the next one. */
+    /**
+     * Masks drawn ahead for one random source, epoch, image size, dtype and device, as one view per mask (made by one
+     * split at fill time: taking a view per batch would cost a native call); cursor[0] is the next one.
+     */
     private record Bank(RandomGenerator random, int epoch, int height, int width, DataType dtype, Device device,
-            NDManager manager, NDArray masks, double[] kept, int[] cursor) {
+            NDManager manager, NDList masks, double[] kept, int[] cursor) {
         boolean serves(MixContext context, int h, int w, DataType type, Device on) {
             return random == context.random() && epoch == context.epoch() && height == h && width == w
                     && dtype == type && device.equals(on);
@@ -226,11 +232,13 @@ final class FMix extends MixingAugmentation {
         scope.getEngine().setRandomSeed(context.random().nextInt());
         NDArray noise = lowPassNoise(scope, size, height, width, filter(height, width)).reshape(size, pixels);
         NDArray v = partnerMasks(scope, noise, keep, x.getDataType());
-        NDArray pairs = NDArrays.stack(new NDList(v, v.neg()), 1).reshape(size, 2, 1, 1, pixels);
+        NDArray pairs = NDArrays.stack(new NDList(v, v.neg()), 1).reshape(2L * size, 1, 1, pixels);
         NDManager manager = scope.getEngine().newBaseManager(x.getDevice());
         pairs.attach(manager);
+        NDList masks = pairs.split(size, 0);
+        masks.attach(manager);
         return new Bank(context.random(), context.epoch(), height, width, x.getDataType(), x.getDevice(), manager,
-                pairs, kept, new int[1]);
+                masks, kept, new int[1]);
     }
 
     /** The spectrum scale 1 / max(f, 1/max(H, W))^decay on the rfft half plane (H, W/2+1), built once per size. */
