@@ -28,7 +28,8 @@ import java.util.random.RandomGenerator;
  * <p>In {@code batch} mode (one mask per batch) the masks are drawn ahead, a bank of up to {@link #MAX_BANK} at a
  * time (fewer for large images, see {@link #bankSize}): one Gaussian draw and one pair of inverse FFTs for the whole
  * bank instead of about fifteen small native calls per batch, which at 1x28x28 cost several copies of the batch.
- * A refill draws from the context's source, in this order, the bank's lambdas (one Beta each) and the engine seed.
+ * The banks drawn from one source hold 1, 2, 4, ... masks up to that size. A refill draws from the context's source,
+ * in this order, the bank's lambdas (one Beta each) and the engine seed.
  * The bank belongs to one random source and one epoch: a context with another source or epoch discards it, so an
  * epoch's batches depend only on that epoch's source, as the trainer's exact resume requires (it starts every epoch
  * with a fresh source). The bank is guarded by a lock, so one instance may be shared between threads (a thread that
@@ -168,6 +169,10 @@ final class FMix extends MixingAugmentation {
     /** Hands out batch-mode masks one at a time from a bank, drawing a new bank when it is used up or stale. */
     private static final class BankSlot {
         private Bank bank;
+        /** The source and epoch the last bank was drawn for, and how many banks were drawn for them. */
+        private RandomGenerator stream;
+        private int streamEpoch;
+        private int fills;
 
         /**
          * The next mask's pair {@code [v, -v]} (2, 1, 1, H*W), a view attached to {@code scope}; its kept fraction
@@ -179,7 +184,16 @@ final class FMix extends MixingAugmentation {
             int width = (int) shape.get(3);
             if (bank == null || !bank.serves(context, height, width, x.getDataType(), x.getDevice())) {
                 close();
-                bank = owner.fill(context, scope, x, height, width);
+                if (stream != context.random() || streamEpoch != context.epoch()) {
+                    stream = context.random();
+                    streamEpoch = context.epoch();
+                    fills = 0;
+                }
+                // Banks of one source grow 1, 2, 4, ... up to the full size: a caller that brings a new source
+                // for every batch pays for one mask per batch, not for a bank it throws away.
+                int size = Math.min(bankSize((long) height * width, owner.maxBank), 1 << Math.min(fills, 30));
+                fills++;
+                bank = owner.fill(context, scope, x, height, width, size);
             }
             Bank b = bank;
             int i = b.cursor[0]++;
@@ -215,13 +229,12 @@ final class FMix extends MixingAugmentation {
     }
 
     /**
-     * Draws a bank: {@link #bankSize} lambdas, then the engine seed, then the noise of all its masks at once. The
-     * masks live in a manager of their own on the inputs' device, closed when the bank is used up or replaced, or when
+     * Draws a bank of {@code size} masks: {@code size} lambdas, then the engine seed, then the noise of all its masks at
+     * once. The masks live in a manager of their own on the inputs' device, closed when the bank is used up or replaced, or when
      * its FMix is collected; the temporaries stay in the call's scope.
      */
-    private Bank fill(MixContext context, NDManager scope, NDArray x, int height, int width) {
+    private Bank fill(MixContext context, NDManager scope, NDArray x, int height, int width, int size) {
         long pixels = (long) height * width;
-        int size = bankSize(pixels, maxBank);
         double[] lam = BetaSampler.symmetric(context.random(), alpha, size);
         long[] keep = new long[size];
         double[] kept = new double[size];

@@ -91,27 +91,29 @@ class FMixTest {
     }
 
     /**
-     * Batches drawn across several refills of a 3-mask bank follow the documented draw order (per refill: three
-     * Betas, then the engine seed), each with exactly round(lam H W) kept pixels and that share as its target.
+     * Batches drawn across several refills of banks of at most 5 masks follow the documented draw order (banks of 1,
+     * 2, 4, 5, 5 masks; per refill its Betas, then the engine seed), each with exactly round(lam H W) kept pixels and
+     * that share as its target.
      */
     @Test
     void bankRefillsKeepTheDrawOrderAndExactCounts() {
-        FMix fmix = smallBank(3);
+        FMix fmix = smallBank(5);
         MixContext context = Fixtures.context(5);
         Random replay = new Random(5);
-        double[] lam = new double[3];
-        for (int b = 0; b < 8; b++) {
-            if (b % 3 == 0) {
-                lam = BetaSampler.symmetric(replay, 1.0, 3);
-                replay.nextInt();
+        int[] sizes = {1, 2, 4, 5, 5};
+        int batch = 0;
+        for (int size : sizes) {
+            double[] lam = BetaSampler.symmetric(replay, 1.0, size);
+            replay.nextInt();
+            for (int i = 0; i < size; i++, batch++) {
+                double[] m = maskOf(fmix, context);
+                long ones = 0;
+                for (int p = 0; p < H * W; p++) {
+                    ones += (long) m[p];
+                }
+                assertEquals(Math.round(lam[i] * H * W), ones, "batch " + batch);
+                assertEquals(ones / (double) (H * W), m[H * W], 1e-6, "batch " + batch);
             }
-            double[] m = maskOf(fmix, context);
-            long ones = 0;
-            for (int p = 0; p < H * W; p++) {
-                ones += (long) m[p];
-            }
-            assertEquals(Math.round(lam[b % 3] * H * W), ones, "batch " + b);
-            assertEquals(ones / (double) (H * W), m[H * W], 1e-6, "batch " + b);
         }
         assertEquals(replay.nextLong(), ((Random) context.random()).nextLong(), "the same draws were consumed");
     }
