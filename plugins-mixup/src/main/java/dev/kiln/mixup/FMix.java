@@ -112,8 +112,8 @@ final class FMix extends MixingAugmentation {
      * halves, times the pair, added to x. That is three kernels of which two write the whole batch, where a select or
      * {@code x w + x' (1 - w)} needs a partner copy and three or four full passes. Pixels the sample keeps are exactly
      * its own; a pixel from the partner is {@code x + (x' - x)}, which is x' exactly when the two are within a factor
-     * of two of each other and otherwise within one rounding of x' (finite inputs; a non-finite pixel leaks into its
-     * pair as NaN, as in any arithmetic blend).
+     * of two of each other (the difference is then exact) and otherwise within two units in the last place of the
+     * larger of the two (finite inputs; a non-finite pixel leaks into its pair as NaN, as in any arithmetic blend).
      */
     static NDArray applyMask(NDManager scope, NDArray x, NDArray pair, long[] partner) {
         Shape shape = x.getShape();
