@@ -6,6 +6,8 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDArrays;
+import ai.djl.ndarray.NDList;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
@@ -161,7 +163,7 @@ class MixingTest {
                 for (int p = 0; p < pixels; p++) {
                     noiseValues[p] = (float) r.nextGaussian();
                 }
-                NDArray noise = manager.create(noiseValues, new Shape(1, h, w));
+                NDArray noise = manager.create(noiseValues, new Shape(1, pixels));
                 // host ranking: the keep pixels with the largest noise are the sample's own
                 Integer[] order = new Integer[pixels];
                 for (int p = 0; p < pixels; p++) {
@@ -174,22 +176,80 @@ class MixingTest {
                         for (int q = 0; q < keep; q++) {
                             own[order[q]] = true;
                         }
-                        NDArray out = FMix.pasteMask(manager, x, noise, keep, partner);
+                        NDArray v = FMix.partnerMasks(manager, noise, new long[] {keep}, dtype);
+                        assertEquals(dtype, v.getDataType());
+                        NDArray pair = NDArrays.stack(new NDList(v, v.neg()), 1).reshape(2, 1, 1, pixels);
+                        NDArray out = FMix.applyMask(manager, x, pair, partner);
                         assertEquals(x.getShape(), out.getShape());
                         assertEquals(dtype, out.getDataType());
                         double[] got = Fixtures.host(out);
                         for (int i = 0; i < n; i++) {
                             for (int c = 0; c < 3; c++) {
                                 for (int p = 0; p < pixels; p++) {
-                                    int source = own[p] ? i : (int) partner[i];
-                                    assertEquals(host[(source * 3 + c) * pixels + p], got[(i * 3 + c) * pixels + p],
-                                            0.0, "keep " + keep + " sample " + i + " pixel " + p);
+                                    double mine = host[(i * 3 + c) * pixels + p];
+                                    double theirs = host[((int) partner[i] * 3 + c) * pixels + p];
+                                    double g = got[(i * 3 + c) * pixels + p];
+                                    String where = "keep " + keep + " sample " + i + " pixel " + p;
+                                    if (own[p]) {
+                                        assertEquals(mine, g, 0.0, where);
+                                    } else {
+                                        // x + (x' - x): the difference rounds by at most one ulp of the larger
+                                        // magnitude, so the sum lands within two of x'
+                                        double ulp = dtype == DataType.FLOAT32
+                                                ? Math.ulp((float) Math.max(Math.abs(mine), Math.abs(theirs)))
+                                                : Math.ulp(Math.max(Math.abs(mine), Math.abs(theirs)));
+                                        assertEquals(theirs, g, 2 * ulp, where);
+                                    }
                                 }
                             }
                         }
                     }
                 }
             }
+        }
+    }
+
+    /**
+     * Noise with many equal values (rounded Gaussians): the threshold value occurs several times, so the batched
+     * comparison alone would keep too many pixels and the exact ranking must take over. Every mask still keeps
+     * exactly keep pixels, and no kept pixel has less noise than a pixel given to the partner.
+     */
+    @Test
+    void fmixMasksKeepExactCountsEvenWithTiedNoise() {
+        int pixels = 40;
+        int rows = 9;
+        Random r = new Random(3);
+        float[] values = new float[rows * pixels];
+        for (int i = 0; i < values.length; i++) {
+            values[i] = Math.round(r.nextGaussian() * 2);
+        }
+        long[] keep = {0, 1, 7, 13, 20, 21, 33, 39, 40};
+        for (DataType dtype : List.of(DataType.FLOAT32, DataType.FLOAT16, DataType.FLOAT64)) {
+            double[] v = Fixtures.host(FMix.partnerMasks(manager, manager.create(values, new Shape(rows, pixels)),
+                    keep, dtype));
+            int tiedRows = 0;
+            for (int i = 0; i < rows; i++) {
+                long own = 0;
+                double lowestKept = Double.POSITIVE_INFINITY;
+                double highestGiven = Double.NEGATIVE_INFINITY;
+                for (int p = 0; p < pixels; p++) {
+                    double m = v[i * pixels + p];
+                    assertTrue(m == 0 || m == 1, "binary");
+                    float noise = values[i * pixels + p];
+                    if (m == 0) {
+                        own++;
+                        lowestKept = Math.min(lowestKept, noise);
+                    } else {
+                        highestGiven = Math.max(highestGiven, noise);
+                    }
+                }
+                assertEquals(keep[i], own, "row " + i);
+                assertTrue(lowestKept >= highestGiven, "row " + i + " keeps the largest noise");
+                if (lowestKept == highestGiven) {
+                    tiedRows++;
+                }
+            }
+            assertTrue(tiedRows > 0, "some rows had a tie at their threshold, so the exact ranking ran");
         }
     }
 

@@ -141,6 +141,42 @@ class ResizeMixTest {
         return out;
     }
 
+    /**
+     * The nearest patch against the rule written out, for every output size up to the input's on each axis (and a
+     * few enlargements), one and three samples, in float32 and float64: the flattened-pixel gather must pick exactly
+     * the same source pixel as PyTorch.
+     */
+    @Test
+    void nearestMatchesPyTorchsRuleForEverySize() {
+        for (int n : new int[] {1, 3}) {
+            for (DataType dtype : new DataType[] {DataType.FLOAT32, DataType.FLOAT64}) {
+                try (NDManager sub = manager.newSubManager()) {
+                    NDArray x = Fixtures.images(sub, new Random(n), n, C, H, W).toType(dtype, false);
+                    double[] flat = Fixtures.host(x);
+                    for (int h = 1; h <= H + 2; h++) {
+                        for (int w = 1; w <= W + 3; w += 2) {
+                            NDArray got = ResizeMix.nearest(sub, x, h, w);
+                            assertEquals(new Shape(n, C, h, w), got.getShape());
+                            assertEquals(dtype, got.getDataType());
+                            double[] g = Fixtures.host(got);
+                            for (int s = 0; s < n; s++) {
+                                for (int c = 0; c < C; c++) {
+                                    double[][] ref = nearestReference(plane(flat, s, c), h, w);
+                                    for (int y = 0; y < h; y++) {
+                                        for (int xx = 0; xx < w; xx++) {
+                                            assertEquals(ref[y][xx], g[((s * C + c) * h + y) * w + xx], 0.0,
+                                                    h + "x" + w + " sample " + s + " channel " + c);
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     @ParameterizedTest
     @ValueSource(strings = {"nearest", "bilinear"})
     void pasteIsThePartnerResizedAndLambdaIsThePatchArea(String interpolation) {
