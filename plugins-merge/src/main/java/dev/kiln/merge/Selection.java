@@ -59,7 +59,9 @@ final class Selection {
             // The first sum of values is a new array; after that (and for sign counts) the total is ours to update.
             total = count || i > 1 ? total.addi(term) : total.add(term);
         }
-        return total.sign().addi(0.5f).signi();
+        // A total that is a new array (a sum or sign count) is turned into the signs in place.
+        boolean fresh = count || contributions.size() > 1;
+        return (fresh ? total.signi() : total.sign()).addi(0.5f).signi();
     }
 
     /**

@@ -231,7 +231,7 @@ class TaskVectorMerge implements MergeMethod {
         return true;
     }
 
-    /** {@code x *= factor}, skipped for a factor of exactly 1 (see {@link #scale}); x must be this merge's own array. */
+    /** {@code x *= factor}, skipped for a factor of exactly 1 (see {@link #scale}); x must be this merge's own. */
     private static NDArray scaleInPlace(NDArray x, double factor) {
         return (float) factor == 1f ? x : x.muli((float) factor);
     }

@@ -66,9 +66,13 @@ public final class MergeSpeed {
                 // The page is rewritten after every row so that a run cut short keeps what it measured.
                 seconds.get("read").add(time(() -> readAll(files)));
                 write(out, command, input, threads, seconds, commits, outDir);
+                // The last round's output is deleted before each merge, untimed: replacing it made the commit's
+                // rename free 1.5 GiB of pages (0.2 s on tmpfs), the previous run's cost rather than this merge's.
+                Files.deleteIfExists(output);
                 seconds.get("linear").add(time(() -> commits.get("linear").add(commitSeconds(BenchSupport.merge(
                         "linear", Map.of(), null, files, output, threads, 1L)))));
                 write(out, command, input, threads, seconds, commits, outDir);
+                Files.deleteIfExists(output);
                 seconds.get("ties").add(time(() -> commits.get("ties").add(commitSeconds(BenchSupport.merge("ties",
                         Map.of("density", "0.2"), files.get(0), files.subList(1, files.size()), output, threads,
                         1L)))));
@@ -130,7 +134,7 @@ public final class MergeSpeed {
                 + " files. **ties**: `MergePipeline`, ties of the two fine-tunes onto the base, density 0.2. Both"
                 + " merges use %d merge thread(s), check every input for NaN/Inf, compute the per-tensor report"
                 + " statistics (ties: kept density and sign conflicts), and write and fsync a %s output to " + outDir
-                + "."
+                + " (the previous round's output is deleted before each merge, untimed)."
                 + " GB/s = input bytes (all three files, the same for every row) / seconds. Ratio = merge GB/s /"
                 + " read GB/s of the fastest read round (the least disturbed).%n%n", BenchSupport.gib(input),
                 threads, BenchSupport.gib(input / 3)));

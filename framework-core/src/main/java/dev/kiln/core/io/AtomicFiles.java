@@ -172,6 +172,19 @@ public final class AtomicFiles {
         }
 
         /**
+         * Sends what was written so far to the disk without finishing the write, so that {@link #commit()}'s force
+         * has little left to wait for: a writer that calls this now and then while it works overlaps the disk's
+         * writing with its own. Safe while other threads write at positions of the channel.
+         */
+        public void flushEarly() {
+            try {
+                channel.force(false);
+            } catch (IOException e) {
+                throw new KilnException("Cannot write " + target + ": " + e, e);
+            }
+        }
+
+        /**
          * Forces the content to disk, renames the temporary file onto the target (replacing it) and forces the
          * directory. On failure the temporary file is deleted and the old target, if any, is left as it was.
          */

@@ -72,15 +72,19 @@ public final class MergePipeline {
     /** Seconds between progress events. */
     private static final long PROGRESS_NANOS = 2_000_000_000L;
 
+    /** Time between early flushes of the output while workers merge. */
+    private static final long FLUSH_NANOS = 500_000_000L;
+
     /**
      * Default largest tensor (in elements) an elementwise or magnitude-trimming method merges whole; bigger ones go in
-     * row blocks. 256K float32 elements are 1 MiB per input. Measured on the 3 x 1.5 GB synthetic benchmark with two
+     * row blocks. 128K float32 elements are 512 KiB per input. Measured on the 3 x 1.5 GB synthetic benchmark with two
      * merge threads (docs/results/merge-memory.md): with 1M-element blocks ties peaked at about 0.8 GB RSS (1.2-1.6
-     * GB with 2M and 4M); since the merge arithmetic became a chain of in-place float kernels and each merge thread
-     * runs libtorch single-threaded, 256K-element blocks peak at about 0.55 GB and take less CPU time, because a
-     * block's dozen temporaries then fit in the core's cache instead of streaming from memory on every kernel.
+     * GB with 2M and 4M). Since the merge arithmetic became a chain of float kernels and each merge thread runs
+     * libtorch single-threaded, small blocks take less CPU time, because a block's dozen temporaries then stay in the
+     * core's cache instead of streaming from memory on every kernel: a ties merge took 8.6-8.9 s of CPU with 128K,
+     * 9.3-9.8 s with 256K, 9.5 s with 64K and 10.0-10.3 s with 512K (linear about 5% more with 128K than 256K).
      */
-    static final long DEFAULT_BLOCK_ELEMENTS = 1L << 18;
+    static final long DEFAULT_BLOCK_ELEMENTS = 1L << 17;
 
     private final MergeMethod method;
     private final MergeSpec spec;
@@ -301,6 +305,7 @@ public final class MergePipeline {
                 futures.add(done.submit(() -> mergeOne(name, base, models, reference, output)));
             }
             long lastProgress = System.nanoTime();
+            long lastFlush = lastProgress;
             long bytesDone = 0;
             long perInput = base != null ? models.size() + 1 : models.size();
             for (int finished = 0; finished < names.size(); ) {
@@ -313,6 +318,13 @@ public final class MergePipeline {
                     finished++;
                 }
                 long now = System.nanoTime();
+                if (now - lastFlush >= FLUSH_NANOS && finished < names.size()) {
+                    // This thread only waits for the workers: it starts the output on its way to the disk meanwhile,
+                    // so the commit's force does not wait for all of it at the end (0.4 s of a 3 s merge to this
+                    // machine's disk).
+                    lastFlush = now;
+                    output.flushEarly();
+                }
                 if (now - lastProgress >= PROGRESS_NANOS && finished < names.size()) {
                     lastProgress = now;
                     progress(finished, names.size(), bytesDone, bytesIn, now - started);
@@ -502,7 +514,8 @@ public final class MergePipeline {
      * {@link #countChanges} in float arithmetic only, or null when a count is not finite (NaN or infinite values,
      * which {@link #countChangesByMasks} counts): comparisons into boolean arrays and their counts cost three to four
      * times a float kernel on this CPU, and were a tenth of a TIES merge. {@code sign(merged - base)^2} is 1 exactly
-     * where the merge changed the base. With {@code up = sign(largest - base)} and {@code down = sign(smallest - base)},
+     * where the merge changed the base. With {@code up = sign(largest - base)} and
+     * {@code down = sign(smallest - base)},
      * {@code up >= down}, and the signs conflict (some model above the base, some below) exactly where
      * {@code up - down = 2}, so {@code max(up - down - 1, 0)} is 1 there and 0 elsewhere.
      */
@@ -638,11 +651,13 @@ public final class MergePipeline {
         return new MagnitudeCuts.Source() {
             @Override
             public List<NDArray> magnitudes(MagnitudeCuts.Block block, NDManager manager) {
-                NDArray baseArray = loadBlock(base, block, manager, "the base model");
+                // Flat reads: the search wants flat magnitudes, and a reshape and a flatten per input are native
+                // calls that a 128K-element block notices.
+                NDArray baseArray = loadFlat(base, block, manager, "the base model");
                 List<NDArray> out = new ArrayList<>();
                 for (int i = 0; i < models.size(); i++) {
-                    NDArray model = loadBlock(models.get(i), block, manager, modelRole(i));
-                    NDArray magnitude = model.sub(baseArray).abs().flatten();
+                    NDArray model = loadFlat(models.get(i), block, manager, modelRole(i));
+                    NDArray magnitude = model.sub(baseArray).abs();
                     model.close();
                     if (spec.allowNonFinite() && !Float.isFinite(magnitude.sum().getFloat())
                             && countNonFinite(magnitude) > 0) {
@@ -711,6 +726,13 @@ public final class MergePipeline {
     private NDArray loadBlock(ShardedCheckpoint checkpoint, MagnitudeCuts.Block block, NDManager manager,
             String role) {
         return loadBlock(checkpoint, block, manager, role, true);
+    }
+
+    /** A block's values as a flat array, checked for NaN/Inf. */
+    private NDArray loadFlat(ShardedCheckpoint checkpoint, MagnitudeCuts.Block block, NDManager manager, String role) {
+        String name = block.tensor();
+        return checkFinite(checkpoint.reader(name).readFlat(name, block.first(), block.elements(), manager), name,
+                role);
     }
 
     /** {@link #loadBlock}, skipping the NaN/Inf check when {@code check} is false (the values were checked). */
@@ -972,6 +994,15 @@ public final class MergePipeline {
                 single.write(name, chunks);
             } else {
                 sharded.write(name, chunks);
+            }
+        }
+
+        /** Sends the bytes written so far to the disk while the merge goes on; not serialised with the writes. */
+        void flushEarly() {
+            if (single != null) {
+                single.flushEarly();
+            } else {
+                sharded.flushEarly();
             }
         }
 

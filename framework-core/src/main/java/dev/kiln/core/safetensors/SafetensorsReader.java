@@ -339,7 +339,8 @@ public final class SafetensorsReader implements AutoCloseable {
             for (int i = 0; i < firsts.length; i++) {
                 pieces.add(readFlat(name, firsts[i], counts[i], manager));
             }
-            return pieces.size() == 1 ? pieces.get(0) : ai.djl.ndarray.NDArrays.concat(new ai.djl.ndarray.NDList(pieces));
+            return pieces.size() == 1 ? pieces.get(0)
+                    : ai.djl.ndarray.NDArrays.concat(new ai.djl.ndarray.NDList(pieces));
         } finally {
             if (pieces.size() > 1) {
                 pieces.forEach(NDArray::close);

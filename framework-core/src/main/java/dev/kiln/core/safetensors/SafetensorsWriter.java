@@ -308,6 +308,11 @@ public final class SafetensorsWriter implements AutoCloseable {
         return missing;
     }
 
+    /** Sends the bytes written so far to the disk ahead of {@link #commit()}; see {@link AtomicFiles.Pending}. */
+    public void flushEarly() {
+        out.flushEarly();
+    }
+
     /**
      * Finishes the file: every declared tensor must have been written. Forces it to disk and atomically replaces the
      * target.

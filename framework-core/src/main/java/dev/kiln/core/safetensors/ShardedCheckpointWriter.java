@@ -142,6 +142,13 @@ public final class ShardedCheckpointWriter implements AutoCloseable {
         shardOf(name).writeFloats(name, values);
     }
 
+    /** Sends every shard's bytes written so far to the disk ahead of {@link #commit()}. */
+    public void flushEarly() {
+        for (SafetensorsWriter w : shards) {
+            w.flushEarly();
+        }
+    }
+
     /**
      * Checks that every tensor was written, commits every shard and then the index. If any tensor is missing nothing
      * is committed.

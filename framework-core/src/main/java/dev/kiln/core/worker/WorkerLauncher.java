@@ -35,7 +35,8 @@ public final class WorkerLauncher {
      * and keeping freed memory (trim threshold 4 GiB) cut that to about 200,000. Peak resident memory is what the
      * process used at its peak either way; it is just not handed back between tensors. Other C libraries ignore it.
      */
-    public static final String MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=4294967296";
+    public static final String MALLOC_TUNABLES =
+            "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=4294967296";
 
     /**
      * How to start the worker JVM.
