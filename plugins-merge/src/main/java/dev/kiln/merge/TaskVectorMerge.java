@@ -221,10 +221,13 @@ class TaskVectorMerge implements MergeMethod {
         return scaleInPlace(mixed, lambda).addi(base);
     }
 
-    /** Whether every weight is positive, which the comparison-free consensus sum needs. */
+    /**
+     * Whether every weight is positive as the float32 factor it is applied as (a weight below float32's smallest
+     * value would become 0), which the comparison-free consensus sum needs.
+     */
     private static boolean positive(double[] weights) {
         for (double w : weights) {
-            if (!(w > 0)) {
+            if (!((float) w > 0)) {
                 return false;
             }
         }
