@@ -79,7 +79,10 @@ public class MergeMojo extends AbstractOutputMojo {
     @Parameter(property = "kiln.maxShardBytes", defaultValue = "0")
     private long maxShardBytes;
 
-    /** Tensors merged at once; 0 picks up to 4 by the number of cores. */
+    /**
+     * Tensors merged at once; 0 picks up to 4 by the number of cores. With more than one, each merge thread runs
+     * libtorch single-threaded (the threads are the parallelism), whatever {@code kiln.threads} says.
+     */
     @Parameter(property = "kiln.mergeThreads", defaultValue = "0")
     private int mergeThreads;
 
