@@ -49,7 +49,8 @@ final class Selection {
     }
 
     /**
-     * {@link #electSign} without comparisons: {@code sign(sign(total) + 0.5)} is +1 for a positive or zero total and -1
+     * The elected sign per element, +1 or -1 (0 counts as +, as in mergekit): of the summed values for {@code sum}, of
+     * the summed signs for {@code count}. {@code sign(sign(total) + 0.5)} is +1 for a positive or zero total and -1
      * for a negative one, in three float kernels instead of a comparison and a boolean-to-float conversion.
      */
     static NDArray electedSign(List<NDArray> contributions, boolean count) {
@@ -62,18 +63,5 @@ final class Selection {
         // A total that is a new array (a sum or sign count) is turned into the signs in place.
         boolean fresh = count || contributions.size() > 1;
         return (fresh ? total.signi() : total.sign()).addi(0.5f).signi();
-    }
-
-    /**
-     * The elected sign per element, +1 or -1 (0 counts as +, as in mergekit): of the summed values for
-     * {@code sum}, of the summed signs for {@code count}.
-     */
-    static NDArray electSign(List<NDArray> contributions, boolean count) {
-        NDArray total = null;
-        for (NDArray contribution : contributions) {
-            NDArray term = count ? contribution.sign() : contribution;
-            total = total == null ? term : total.add(term);
-        }
-        return total.gte(0f).toType(DataType.FLOAT32, false).mul(2f).sub(1f);
     }
 }

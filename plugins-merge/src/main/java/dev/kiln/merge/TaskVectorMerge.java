@@ -153,50 +153,35 @@ class TaskVectorMerge implements MergeMethod {
                     contributions.add(contribution);
                 }
             }
-            NDArray mixed;
-            NDArray divisor;
-            if (consensus && positive(weights)) {
+            if (consensus) {
                 return scope.finish(consensusMean(contributions, weights, base));
             }
-            if (consensus) {
-                NDArray elected = Selection.electSign(contributions, countSigns);
-                mixed = null;
-                divisor = null;
-                for (int i = 0; i < contributions.size(); i++) {
-                    NDArray agrees = contributions.get(i).sign().eq(elected).toType(DataType.FLOAT32, false);
-                    NDArray kept = contributions.get(i).mul(agrees);
-                    NDArray weight = scale(agrees, weights[i]);
-                    mixed = mixed == null ? kept : mixed.add(kept);
-                    divisor = divisor == null ? weight : divisor.add(weight);
-                }
-            } else {
-                mixed = contributions.get(0);
-                for (int i = 1; i < contributions.size(); i++) {
-                    mixed = mixed.add(contributions.get(i));
-                }
+            NDArray mixed = contributions.get(0);
+            for (int i = 1; i < contributions.size(); i++) {
+                mixed = mixed.add(contributions.get(i));
+            }
+            if (normalize) {
                 double sum = 0;
                 for (double w : weights) {
                     sum += w;
                 }
-                divisor = scope.manager().create((float) sum);
-            }
-            if (normalize) {
-                NDArray safe = divisor.eq(0f).toType(DataType.FLOAT32, false).add(divisor);
-                mixed = mixed.div(safe);
+                // The weights' sum is one number: a zero sum counts as 1, as the consensus divisor does.
+                float divisor = (float) sum;
+                mixed = mixed.div(divisor == 0f ? 1f : divisor);
             }
             return scope.finish(base.add(scale(mixed, lambda)));
         }
     }
 
     /**
-     * The sign-consensus sum {@code base + lambda * sum_i m_i c_i / (normalize ? sum_i w_i m_i : 1)} for positive
-     * weights, in float arithmetic only: on this CPU a comparison that makes a boolean array, or a boolean-to-float
+     * The sign-consensus sum {@code base + lambda * sum_i m_i c_i / (normalize ? sum_i w_i m_i : 1)}, a zero divisor
+     * counting as 1, in float arithmetic: on this CPU a comparison that makes a boolean array, or a boolean-to-float
      * conversion, costs three to four times a float add, and the comparison form of this step was most of a TIES
      * merge's time. With E the elected sign (+1 or -1), {@code c_i} agrees with it exactly when {@code c_i E > 0}, so
      * {@code p_i = max(c_i E, 0)} is {@code |c_i|} where it agrees and 0 elsewhere; then {@code sum_i m_i c_i =
      * E sum_i p_i} (negation is exact) and {@code m_i = sign(p_i)}. With positive weights the divisor is 0 only where
-     * no model agrees, where the sum is 0 too, so dividing by {@code max(divisor, MIN_VALUE)} gives the zero divisor
-     * counting as 1 without a comparison. Same values as the comparison form for finite inputs.
+     * no model agrees, where the sum is 0 too, so dividing by {@code max(divisor, MIN_VALUE)} makes the zero divisor
+     * count as 1 without a comparison; other weights can sum to 0 where models agree, which takes the comparison.
      */
     private NDArray consensusMean(List<NDArray> contributions, double[] weights, NDArray base) {
         NDArray elected = Selection.electedSign(contributions, countSigns);
@@ -215,7 +200,8 @@ class TaskVectorMerge implements MergeMethod {
         }
         NDArray mixed = agreeing.muli(elected);
         if (normalize) {
-            NDArray safe = divisor.maximum(Float.MIN_VALUE);
+            NDArray safe = positive(weights) ? divisor.maximum(Float.MIN_VALUE)
+                    : divisor.eq(0f).toType(DataType.FLOAT32, false).addi(divisor);
             mixed.divi(safe);
         }
         return scaleInPlace(mixed, lambda).addi(base);
@@ -223,7 +209,7 @@ class TaskVectorMerge implements MergeMethod {
 
     /**
      * Whether every weight is positive as the float32 factor it is applied as (a weight below float32's smallest
-     * value would become 0), which the comparison-free consensus sum needs.
+     * value would become 0), which the comparison-free zero-divisor guard needs.
      */
     private static boolean positive(double[] weights) {
         for (double w : weights) {
