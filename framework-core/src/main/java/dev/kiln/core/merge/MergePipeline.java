@@ -440,16 +440,10 @@ public final class MergePipeline {
             mergeBlocks(name, info, plan, base, models, output, stats, false, b -> null);
         } else {
             try (NDManager manager = NDManager.newBaseManager()) {
-                NDArray baseArray = base == null ? null : load(base, name, manager, "the base model");
-                List<NDArray> inputs = new ArrayList<>();
-                for (int i = 0; i < models.size(); i++) {
-                    inputs.add(load(models.get(i), name, manager, modelRole(i)));
-                }
-                List<NDArray> stat = new ArrayList<>();
-                for (int i = 0; i < models.size(); i++) {
-                    ShardedCheckpoint s = statistics.isEmpty() ? null : statistics.get(i);
-                    stat.add(s == null ? null : load(s, name, manager, statisticRole(i)));
-                }
+                Reader whole = (checkpoint, role) -> load(checkpoint, name, manager, role);
+                NDArray baseArray = base == null ? null : whole.read(base, "the base model");
+                List<NDArray> inputs = readModels(models, whole);
+                List<NDArray> stat = readStatistics(whole);
                 NDArray merged = mergeArrays(name, baseArray, inputs, stat, random(spec.seed(), name), null);
                 long[] counts = countChanges(merged, baseArray, inputs);
                 if (counts != null) {
@@ -464,6 +458,31 @@ public final class MergePipeline {
         }
         stats.put("seconds", (System.nanoTime() - t0) / 1e9);
         return stats;
+    }
+
+    /** Reads one piece (a whole tensor or a block) of a checkpoint; {@code role} names it in errors. */
+    @FunctionalInterface
+    private interface Reader {
+        NDArray read(ShardedCheckpoint checkpoint, String role);
+    }
+
+    /** Every model's piece, in model order. */
+    private List<NDArray> readModels(List<ShardedCheckpoint> models, Reader reader) {
+        List<NDArray> out = new ArrayList<>();
+        for (int i = 0; i < models.size(); i++) {
+            out.add(reader.read(models.get(i), modelRole(i)));
+        }
+        return out;
+    }
+
+    /** Every model's statistic piece (null for a model without one), in model order. */
+    private List<NDArray> readStatistics(Reader reader) {
+        List<NDArray> out = new ArrayList<>();
+        for (int i = 0; i < spec.models().size(); i++) {
+            ShardedCheckpoint s = statistics.isEmpty() ? null : statistics.get(i);
+            out.add(s == null ? null : reader.read(s, statisticRole(i)));
+        }
+        return out;
     }
 
     private String statisticRole(int i) {
@@ -766,17 +785,10 @@ public final class MergePipeline {
             MagnitudeCuts.Block block = plan.get(b);
             try (NDManager manager = NDManager.newBaseManager()) {
                 // The threshold search already read and checked the base and the models of a trimmed tensor.
-                NDArray baseArray = base == null ? null : loadBlock(base, block, manager, "the base model",
-                        !checked);
-                List<NDArray> inputs = new ArrayList<>();
-                for (int i = 0; i < models.size(); i++) {
-                    inputs.add(loadBlock(models.get(i), block, manager, modelRole(i), !checked));
-                }
-                List<NDArray> stat = new ArrayList<>();
-                for (int i = 0; i < models.size(); i++) {
-                    ShardedCheckpoint s = statistics.isEmpty() ? null : statistics.get(i);
-                    stat.add(s == null ? null : loadBlock(s, block, manager, statisticRole(i)));
-                }
+                Reader unchecked = (checkpoint, role) -> loadBlock(checkpoint, block, manager, role, !checked);
+                NDArray baseArray = base == null ? null : unchecked.read(base, "the base model");
+                List<NDArray> inputs = readModels(models, unchecked);
+                List<NDArray> stat = readStatistics((checkpoint, role) -> loadBlock(checkpoint, block, manager, role));
                 NDArray merged = mergeArrays(name, baseArray, inputs, stat, plan.size() == 1
                         ? random(spec.seed(), name) : blockRandom(spec.seed(), name, b), ranks.apply(b));
                 long[] counts = countChanges(merged, baseArray, inputs);
@@ -802,11 +814,6 @@ public final class MergePipeline {
 
     private DType outputType(TensorInfo info) {
         return spec.outputDtype() != null ? spec.outputDtype() : info.dtype();
-    }
-
-    private NDArray loadRows(ShardedCheckpoint checkpoint, String name, long r0, long r1, NDManager manager,
-            String role) {
-        return checkFinite(checkpoint.reader(name).readRows(name, r0, r1, manager), name, role);
     }
 
     /** The random source of block {@code index} of a tensor: the tensor's own source mixed with the index. */
