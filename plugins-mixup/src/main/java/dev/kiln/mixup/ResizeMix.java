@@ -50,7 +50,7 @@ final class ResizeMix extends MixingAugmentation {
         // small patch gives the same pixels as resizing the partners, and only the patch is permuted.
         NDArray mixed = x.duplicate();
         NDArray patch = bilinear ? resize(x, boxH, boxW) : nearest(scope, x, boxH, boxW);
-        Mixing.pastePartnerRows(scope, mixed, box, patch, partner);
+        Mixing.pastePartnerRows(scope, mixed, box, patch, null, partner);
         double lam = Mixing.keptFraction(box, height, width);
         return new Mixed(mixed, Mixing.mixedTargets(scope, batch, smoothing, partner, Mixing.filled(n, lam)));
     }
