@@ -149,11 +149,17 @@ public class AugmentCostBenchmark {
     public Object copyBaseline(Data data) {
         try (NDManager scope = data.manager.newSubManager()) {
             attach(scope, data.inputs, data.labels);
-            Batch batch = new Batch(data.inputs, data.labels, CLASSES);
-            NDArray copy = batch.inputs().duplicate();
-            NDArray targets = batch.softTargets();
-            return copy.getShape().size() + targets.getShape().size();
+            return copyBatch(data.inputs, data.labels);
         }
+    }
+
+    /**
+     * The work of the copy baseline, shared with {@link AugmentOpCostBenchmark}: a copy of the inputs and the one-hot
+     * targets, created in the inputs' manager.
+     */
+    static long copyBatch(NDArray inputs, NDArray labels) {
+        Batch batch = new Batch(inputs, labels, CLASSES);
+        return batch.inputs().duplicate().getShape().size() + batch.softTargets().getShape().size();
     }
 
     /** One technique mixing one batch: mixed inputs and soft targets. */
