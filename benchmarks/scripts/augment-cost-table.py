@@ -36,24 +36,27 @@ for r in rows:
 if cnn:
     print(f"cnn training step (batch 128, 1x28x28): mean {cnn[0]:.0f} ± {cnn[1]:.0f} us, fastest iteration"
           f" {cnn[2]:.0f} us\n")
+
+
+def table(title, label, unit, baseline, entries, time_digits, ratio_digits, share=None):
+    """One Markdown table: each entry's mean (with error) and fastest iteration, both as ratios to the baseline's,
+    and, when share is given, a last column with share(mean)."""
+    base, base_best = baseline[0], baseline[2]
+    print(f"### {title}\n")
+    header = f"| {label} | mean {unit} (± 99.9% error) | x copy (mean) | fastest iteration, us | x copy (fastest) |"
+    print(header + (" % of a cnn step (means) |" if share else ""))
+    print("|---|---:|---:|---:|---:|" + ("---:|" if share else ""))
+    t, r = time_digits, ratio_digits
+    for name, (score, err, best) in [("copy baseline", baseline)] + entries:
+        row = (f"| {name} | {score:.{t}f} ± {err:.{t}f} | {score / base:.{r}f} | {best:.{t}f}"
+               f" | {best / base_best:.{r}f} |")
+        print(row + (f" {share(score)} |" if share else ""))
+    print()
+
+
 for shape in sorted(copy):
-    base = copy[shape][0]
-    print(f"### batch 128 x {shape}\n")
-    base_best = copy[shape][2]
-    print("| technique | mean us / batch (± 99.9% error) | x copy (mean) | fastest iteration, us | x copy (fastest)"
-          " | % of a cnn step (means) |")
-    print("|---|---:|---:|---:|---:|---:|")
-    entries = [("copy baseline", copy[shape])] + list(tech.get(shape, {}).items())
-    for tid, (score, err, best) in entries:
-        share = f"{100 * score / cnn[0]:.2f}%" if cnn else "n/a"
-        print(f"| {tid} | {score:.0f} ± {err:.0f} | {score / base:.1f} | {best:.0f} | {best / base_best:.1f}"
-              f" | {share} |")
-    print()
+    table(f"batch 128 x {shape}", "technique", "us / batch", copy[shape], list(tech.get(shape, {}).items()), 0, 1,
+          lambda score: f"{100 * score / cnn[0]:.2f}%" if cnn else "n/a")
 for shape in sorted(op_copy):
-    base, base_best = op_copy[shape][0], op_copy[shape][2]
-    print(f"### single operations, batch 128 x {shape}\n")
-    print("| operation | mean us (± 99.9% error) | x copy (mean) | fastest iteration, us | x copy (fastest) |")
-    print("|---|---:|---:|---:|---:|")
-    for op, (score, err, best) in [("copy baseline", op_copy[shape])] + list(ops.get(shape, {}).items()):
-        print(f"| {op} | {score:.1f} ± {err:.1f} | {score / base:.2f} | {best:.1f} | {best / base_best:.2f} |")
-    print()
+    table(f"single operations, batch 128 x {shape}", "operation", "us", op_copy[shape],
+          list(ops.get(shape, {}).items()), 1, 2)
