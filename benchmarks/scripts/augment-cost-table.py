@@ -7,6 +7,10 @@ Prints, per sample shape, each technique's mean microseconds per batch (with JMH
 iteration, the ratios of both to the copy baseline of the same shape and run, and the mean's share of one cnn
 training step measured in the same run. Rows of AugmentOpCostBenchmark (single operations) get the same columns
 but the cnn share, in a table of their own.
+
+A run with a tiny batch beside the full one (JMH's -p batch=2,128 -p shape=1x8x8,1x28x28,3x32x32) also gets a table
+of each technique's fixed cost: its fastest iteration on the tiny batch, where next to no data moves, as a multiple of
+the batch-128 copy of each full-size shape of the same run.
 """
 import json
 import sys
@@ -17,6 +21,8 @@ op_copy, ops = {}, {}
 for r in rows:
     cls, name = r["benchmark"].rsplit(".", 2)[1:]
     params = r.get("params", {})
+    # Runs from before the batch parameter existed were all at batch 128.
+    key = (int(params.get("batch", 128)), params.get("shape"))
     metric = r["primaryMetric"]
     # The fastest iteration is the least disturbed by other work on a shared machine; report it beside the mean.
     best = min(v for fork in metric["rawData"] for v in fork)
@@ -24,13 +30,13 @@ for r in rows:
     value = (metric["score"], float(metric["scoreError"]), best)
     if cls == "AugmentOpCostBenchmark":
         if name == "copyBaseline":
-            op_copy[params["shape"]] = value
+            op_copy[key] = value
         else:
-            ops.setdefault(params["shape"], {})[name] = value
+            ops.setdefault(key, {})[name] = value
     elif name == "copyBaseline":
-        copy[params["shape"]] = value
+        copy[key] = value
     elif name == "augment":
-        tech.setdefault(params["shape"], {})[params["id"]] = value
+        tech.setdefault(key, {})[params["id"]] = value
     elif name == "cnnStep":
         cnn = value
 if cnn:
@@ -54,9 +60,19 @@ def table(title, label, unit, baseline, entries, time_digits, ratio_digits, shar
     print()
 
 
-for shape in sorted(copy):
-    table(f"batch 128 x {shape}", "technique", "us / batch", copy[shape], list(tech.get(shape, {}).items()), 0, 1,
+for batch, shape in sorted(copy):
+    table(f"batch {batch} x {shape}", "technique", "us / batch", copy[batch, shape],
+          list(tech.get((batch, shape), {}).items()), 0, 1,
           lambda score: f"{100 * score / cnn[0]:.2f}%" if cnn else "n/a")
-for shape in sorted(op_copy):
-    table(f"single operations, batch 128 x {shape}", "operation", "us", op_copy[shape],
-          list(ops.get(shape, {}).items()), 1, 2)
+for batch, shape in sorted(op_copy):
+    table(f"single operations, batch {batch} x {shape}", "operation", "us", op_copy[batch, shape],
+          list(ops.get((batch, shape), {}).items()), 1, 2)
+
+full = sorted(shape for batch, shape in copy if batch == 128)
+for batch, shape in sorted(k for k in tech if k[0] < 128):
+    print(f"### fixed cost: batch {batch} x {shape} against the batch-128 copy\n")
+    print("| technique | fastest iteration, us | " + " | ".join(f"x copy of 128 x {s}" for s in full) + " |")
+    print("|---|---:|" + "---:|" * len(full))
+    for name, value in [("copy baseline", copy[batch, shape])] + list(tech[batch, shape].items()):
+        print(f"| {name} | {value[2]:.1f} | " + " | ".join(f"{value[2] / copy[128, s][2]:.2f}" for s in full) + " |")
+    print()

@@ -55,7 +55,7 @@ import org.openjdk.jmh.annotations.Warmup;
 @Fork(value = 1, jvmArgsAppend = {"-Dai.djl.offline=true",
         "-Dorg.slf4j.simpleLogger.log.ai.djl.util.cuda.CudaUtils=error"})
 public class AugmentCostBenchmark {
-    /** Samples per batch in every benchmark. */
+    /** Samples per batch of the cnn step, and the default of {@link Data#batch}. */
     public static final int BATCH = 128;
     /** Classes of the one-hot targets. */
     public static final int CLASSES = 10;
@@ -68,6 +68,12 @@ public class AugmentCostBenchmark {
         /** Sample shape C x H x W: Fashion-MNIST or CIFAR size. */
         @Param({"1x28x28", "3x32x32"})
         public String shape;
+        /**
+         * Samples per batch: {@link #BATCH} for the published tables. A tiny batch ({@code -p batch=2 -p shape=1x8x8})
+         * leaves a technique only its fixed cost per call (native calls, scope), with next to no data to move.
+         */
+        @Param({"128"})
+        public int batch;
 
         NDManager manager;
         NDArray inputs;
@@ -82,8 +88,8 @@ public class AugmentCostBenchmark {
             JniUtils.setNumThreads(THREADS);
             engine.setRandomSeed(42);
             manager = NDManager.newBaseManager(engine.defaultDevice());
-            inputs = manager.randomUniform(0, 1, new Shape(BATCH).addAll(sampleShape(shape)), DataType.FLOAT32);
-            labels = manager.randomInteger(0, CLASSES, new Shape(BATCH), DataType.INT64);
+            inputs = manager.randomUniform(0, 1, new Shape(batch).addAll(sampleShape(shape)), DataType.FLOAT32);
+            labels = manager.randomInteger(0, CLASSES, new Shape(batch), DataType.INT64);
             random = new SplittableRandom(42);
         }
 

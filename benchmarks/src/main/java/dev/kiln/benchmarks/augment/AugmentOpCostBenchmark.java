@@ -19,10 +19,11 @@ import org.openjdk.jmh.annotations.State;
 import org.openjdk.jmh.annotations.Warmup;
 
 /**
- * What the single operations the mixing techniques are built from cost at batch 128, beside the copy baseline of
- * {@link AugmentCostBenchmark} measured in the same run. It answers how many operations a technique can afford
- * within a given multiple of the copy: at these sizes most operations cost a fixed few microseconds whatever their
- * size, so a technique's cost is mostly its count of native calls, plus its few passes over the whole batch.
+ * What the single operations the mixing techniques are built from cost at batch 128 (the default of the batch
+ * parameter), beside the copy baseline of {@link AugmentCostBenchmark} measured in the same run. It answers how many
+ * operations a technique can afford within a given multiple of the copy: at these sizes most operations cost a fixed
+ * few microseconds whatever their size, so a technique's cost is mostly its count of native calls, plus its few passes
+ * over the whole batch.
  *
  * <p>Each operation runs in its own sub-manager, like {@link AugmentCostBenchmark#augment}, so its cost includes
  * creating the result's handle and freeing it when the scope closes, as it does inside a technique.
@@ -61,7 +62,7 @@ public class AugmentOpCostBenchmark {
 
         @Setup(Level.Trial)
         public void setUpOperands() {
-            int n = AugmentCostBenchmark.BATCH;
+            int n = batch;
             Shape sample = AugmentCostBenchmark.sampleShape(shape);
             target = inputs.duplicate();
             int height = (int) sample.get(1);
