@@ -3,9 +3,9 @@
 
 Unlike a timing, the count is exact and the same on a busy machine as on a quiet one. It needs root, Linux uprobes
 and `perf` (Debian's linux-perf): a probe is put on every JNI function of DJL's PyTorch library
-(libdjl_torch.so in DJL's cache), NativeCallCount.java runs each technique with 0 and with N calls after the same
-warm-up under `perf stat`, and the difference divided by N is one call's count, function by function. The probes are
-removed at the end.
+(libdjl_torch.so in DJL's cache), the count mode of TechniqueRuns.java runs each technique with 0 and with N calls
+after the same warm-up under `perf stat`, and the difference divided by N is one call's count, function by function.
+The probes are removed at the end.
 
 Usage (from the repository root, plugins-mixup built):
   ./mvnw -B -q dependency:build-classpath -pl plugins-mixup -Dmdep.outputFile=/tmp/mixup-cp.txt
@@ -22,7 +22,7 @@ import tempfile
 
 GROUP = "kilnjni"
 PREFIX = "Java_ai_djl_pytorch_jni_PyTorchLibrary_"
-HARNESS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "NativeCallCount.java")
+HARNESS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "TechniqueRuns.java")
 
 
 def library():
@@ -55,7 +55,7 @@ def remove_probes():
 def counts(classpath, technique, shape, calls):
     with tempfile.NamedTemporaryFile(suffix=".csv") as out:
         subprocess.run(["perf", "stat", "-x,", "-e", f"{GROUP}:*", "-o", out.name, "java", "-Dai.djl.offline=true",
-                        "-cp", classpath, HARNESS, technique, shape, str(calls)], check=True,
+                        "-cp", classpath, HARNESS, "count", technique, shape, str(calls)], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         result = {}
         for line in open(out.name):

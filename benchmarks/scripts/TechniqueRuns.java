@@ -1,0 +1,151 @@
+import ai.djl.engine.Engine;
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.DataType;
+import ai.djl.ndarray.types.Shape;
+import ai.djl.pytorch.jni.JniUtils;
+import dev.kiln.spi.Kind;
+import dev.kiln.spi.Registry;
+import dev.kiln.spi.augment.Augmentation;
+import dev.kiln.spi.augment.Batch;
+import dev.kiln.spi.augment.MixContext;
+import java.net.URL;
+import java.net.URLClassLoader;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Map;
+import java.util.SplittableRandom;
+
+/**
+ * Runs plugins-mixup techniques, and the copy baseline of AugmentCostBenchmark, on a batch of 128 random images, each
+ * call in its own scope as the benchmark does. Two modes:
+ * <ul>
+ *   <li>{@code ab A.jar B.jar CxHxW id[,id...]}: same-process A/B of two builds of the plugin jar. Each technique from
+ *   jar A and from jar B, with the copy baseline, is timed in interleaved rounds in one JVM, so that both builds meet
+ *   the same machine state; prints the fastest round of each. JMH runs of two builds one after the other differ by
+ *   more than a small change on a noisy machine; this does not replace them, it tells which build is faster. Put the
+ *   plugin's dependencies on the class path, not the plugin itself.</li>
+ *   <li>{@code count id|copy CxHxW calls}: a fixed warm-up of {@value #WARM_UP} calls, then {@code calls} calls, timing
+ *   nothing. native-calls.py runs it under {@code perf stat} with 0 and with N calls and divides the difference in
+ *   native calls by N. Put the plugin and its dependencies on the class path.</li>
+ * </ul>
+ * {@code java -cp CP benchmarks/scripts/TechniqueRuns.java ab A.jar B.jar 1x28x28 cutmix,mixup-cutmix} (see
+ * docs/results/augment-cost.md).
+ */
+public class TechniqueRuns {
+    private static final int BATCH = 128;
+    private static final int CLASSES = 10;
+    private static final int ROUNDS = 25;
+    private static final int CALLS_PER_ROUND = 1000;
+    private static final int WARM_UP = 300;
+    private static final String USAGE = "usage: TechniqueRuns ab A.jar B.jar CxHxW id[,id...]"
+            + " | TechniqueRuns count id|copy CxHxW calls";
+
+    public static void main(String[] args) throws Exception {
+        if (args.length == 5 && args[0].equals("ab")) {
+            ab(args);
+        } else if (args.length == 4 && args[0].equals("count")) {
+            count(args);
+        } else {
+            throw new IllegalArgumentException(USAGE);
+        }
+    }
+
+    private static void ab(String[] args) throws Exception {
+        ClassLoader app = TechniqueRuns.class.getClassLoader();
+        ClassLoader a = new URLClassLoader(new URL[] {Path.of(args[1]).toUri().toURL()}, app);
+        ClassLoader b = new URLClassLoader(new URL[] {Path.of(args[2]).toUri().toURL()}, app);
+        try (Bench bench = new Bench(args[3])) {
+            List<String> names = new ArrayList<>(List.of("copy baseline"));
+            List<Runnable> bodies = new ArrayList<>(List.of(bench.copy()));
+            for (String id : args[4].split(",")) {
+                for (ClassLoader loader : List.of(a, b)) {
+                    Augmentation technique = create(loader, id);
+                    if (technique.getClass().getClassLoader() != loader) {
+                        throw new IllegalStateException(id + " was not loaded from its jar: is the plugin on the"
+                                + " class path too?");
+                    }
+                    names.add(id + (loader == a ? " A" : " B"));
+                    bodies.add(bench.mix(technique));
+                }
+            }
+            double[] fastest = new double[names.size()];
+            Arrays.fill(fastest, Double.MAX_VALUE);
+            for (int round = 0; round < ROUNDS; round++) {
+                for (int k = 0; k < bodies.size(); k++) {
+                    long start = System.nanoTime();
+                    bench.run(bodies.get(k), CALLS_PER_ROUND);
+                    fastest[k] = Math.min(fastest[k], (System.nanoTime() - start) / 1e3 / CALLS_PER_ROUND);
+                }
+            }
+            System.out.printf("batch %d x %s, fastest of %d rounds of %d calls%n", BATCH, args[3], ROUNDS,
+                    CALLS_PER_ROUND);
+            for (int k = 0; k < names.size(); k++) {
+                System.out.printf("| %s | %.1f | %.2f |%n", names.get(k), fastest[k], fastest[k] / fastest[0]);
+            }
+        }
+    }
+
+    private static void count(String[] args) {
+        try (Bench bench = new Bench(args[2])) {
+            Runnable body = args[1].equals("copy") ? bench.copy()
+                    : bench.mix(create(TechniqueRuns.class.getClassLoader(), args[1]));
+            bench.run(body, WARM_UP + Integer.parseInt(args[3]));
+        }
+    }
+
+    private static Augmentation create(ClassLoader loader, String id) {
+        return Registry.discover(loader).create(Kind.AUGMENT, Augmentation.class, id, Map.of());
+    }
+
+    /** The engine on 1 thread, a random float32 batch of 128 samples of the given shape and its integer labels. */
+    private static final class Bench implements AutoCloseable {
+        final NDManager base;
+        final NDArray x;
+        final NDArray y;
+        final SplittableRandom random = new SplittableRandom(1);
+
+        Bench(String sampleShape) {
+            Engine.getEngine("PyTorch");
+            JniUtils.setNumThreads(1);
+            long[] s = Arrays.stream(sampleShape.split("x")).mapToLong(Long::parseLong).toArray();
+            base = NDManager.newBaseManager();
+            x = base.randomUniform(0, 1, new Shape(BATCH, s[0], s[1], s[2]), DataType.FLOAT32);
+            y = base.randomInteger(0, CLASSES, new Shape(BATCH), DataType.INT64);
+        }
+
+        /**
+         * The copy baseline of AugmentCostBenchmark (a copy of the inputs and the one-hot targets); repeated here
+         * because a single-file program cannot reach the benchmarks module.
+         */
+        Runnable copy() {
+            return () -> {
+                Batch batch = new Batch(x, y, CLASSES);
+                batch.inputs().duplicate();
+                batch.softTargets();
+            };
+        }
+
+        Runnable mix(Augmentation technique) {
+            return () -> technique.mix(new Batch(x, y, CLASSES), new MixContext(random, 0, 10, 0));
+        }
+
+        /** Runs {@code body} {@code calls} times, each in its own scope, so what a call creates is freed with it. */
+        void run(Runnable body, int calls) {
+            for (int i = 0; i < calls; i++) {
+                try (NDManager scope = base.newSubManager()) {
+                    x.tempAttach(scope);
+                    y.tempAttach(scope);
+                    body.run();
+                }
+            }
+        }
+
+        @Override
+        public void close() {
+            base.close();
+        }
+    }
+}
