@@ -235,6 +235,21 @@ final class Mixing {
     }
 
     /**
+     * {@link #blend} written into {@code partner}, which the caller owns and no longer needs (a fresh gather): one
+     * full-size array fewer than blend allocates, whose cost grows faster with the batch than its arithmetic does
+     * (per-sample mixup: 9% of the call at 128 x 1x28x28, 23% at 128 x 3x32x32). The values are blend's, bit for
+     * bit: the same two products, added in the other order.
+     */
+    static NDArray blendIntoPartner(NDManager scope, NDArray x, NDArray partner, double[] lam) {
+        double shared = uniform(lam);
+        if (!Double.isNaN(shared)) {
+            return partner.muli(1 - shared).addi(x.mul(shared));
+        }
+        NDArray l = column(scope, lam, x.getDataType(), x.getShape().dimension());
+        return partner.muli(l.neg().add(1)).addi(x.mul(l));
+    }
+
+    /**
      * {@code lam * x + (1 - lam) * x[partner]}, in the inputs' dtype. With one coefficient for the batch and the halves
      * pairing this is one matrix product ({@link #mixHalves}); otherwise the partner rows are gathered and blended.
      */
@@ -243,7 +258,8 @@ final class Mixing {
         if (!Double.isNaN(shared) && isHalfSwap(partner)) {
             return mixHalves(scope, x, shared, 1.0);
         }
-        return blend(scope, x, gather(scope, x, partner), lam);
+        // gather always returns a new array (a flip or an index copy), so the blend may write into it.
+        return blendIntoPartner(scope, x, gather(scope, x, partner), lam);
     }
 
     /**
