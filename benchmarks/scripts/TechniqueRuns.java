@@ -14,6 +14,7 @@ import java.net.URLClassLoader;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.SplittableRandom;
@@ -27,12 +28,16 @@ import java.util.SplittableRandom;
  *   the same machine state; prints the fastest round of each. JMH runs of two builds one after the other differ by
  *   more than a small change on a noisy machine; this does not replace them, it tells which build is faster. Put the
  *   plugin's dependencies on the class path, not the plugin itself.</li>
+ *   <li>{@code time CxHxW id[,id...]}: the copy baseline and each technique of the plugin on the class path, timed
+ *   in interleaved rounds as in {@code ab}; reference-augment-cost.py times timm's implementations the same way, so
+ *   the two tables can be read side by side. Put the plugin and its dependencies on the class path.</li>
  *   <li>{@code count id|copy CxHxW calls}: a fixed warm-up of {@value #WARM_UP} calls, then {@code calls} calls, timing
  *   nothing. native-calls.py runs it under {@code perf stat} with 0 and with N calls and divides the difference in
  *   native calls by N. Put the plugin and its dependencies on the class path.</li>
  * </ul>
  * {@code java -cp CP benchmarks/scripts/TechniqueRuns.java ab A.jar B.jar 1x28x28 cutmix,mixup-cutmix} (see
- * docs/results/augment-cost.md).
+ * docs/results/augment-cost.md). A technique runs with its defaults, or with the parameters given after its id:
+ * {@code cutmix:pairing=flip}.
  */
 public class TechniqueRuns {
     private static final int BATCH = 128;
@@ -41,11 +46,13 @@ public class TechniqueRuns {
     private static final int CALLS_PER_ROUND = 1000;
     private static final int WARM_UP = 300;
     private static final String USAGE = "usage: TechniqueRuns ab A.jar B.jar CxHxW id[,id...]"
-            + " | TechniqueRuns count id|copy CxHxW calls";
+            + " | TechniqueRuns time CxHxW id[,id...] | TechniqueRuns count id|copy CxHxW calls";
 
     public static void main(String[] args) throws Exception {
         if (args.length == 5 && args[0].equals("ab")) {
             ab(args);
+        } else if (args.length == 3 && args[0].equals("time")) {
+            time(args);
         } else if (args.length == 4 && args[0].equals("count")) {
             count(args);
         } else {
@@ -71,20 +78,40 @@ public class TechniqueRuns {
                     bodies.add(bench.mix(technique));
                 }
             }
-            double[] fastest = new double[names.size()];
-            Arrays.fill(fastest, Double.MAX_VALUE);
-            for (int round = 0; round < ROUNDS; round++) {
-                for (int k = 0; k < bodies.size(); k++) {
-                    long start = System.nanoTime();
-                    bench.run(bodies.get(k), CALLS_PER_ROUND);
-                    fastest[k] = Math.min(fastest[k], (System.nanoTime() - start) / 1e3 / CALLS_PER_ROUND);
-                }
+            printFastest(bench, args[3], names, bodies);
+        }
+    }
+
+    private static void time(String[] args) {
+        try (Bench bench = new Bench(args[1])) {
+            List<String> names = new ArrayList<>(List.of("copy baseline"));
+            List<Runnable> bodies = new ArrayList<>(List.of(bench.copy()));
+            for (String id : args[2].split(",")) {
+                names.add(id);
+                bodies.add(bench.mix(create(TechniqueRuns.class.getClassLoader(), id)));
             }
-            System.out.printf("batch %d x %s, fastest of %d rounds of %d calls%n", BATCH, args[3], ROUNDS,
-                    CALLS_PER_ROUND);
-            for (int k = 0; k < names.size(); k++) {
-                System.out.printf("| %s | %.1f | %.2f |%n", names.get(k), fastest[k], fastest[k] / fastest[0]);
+            printFastest(bench, args[1], names, bodies);
+        }
+    }
+
+    /**
+     * Times the bodies in {@value #ROUNDS} interleaved rounds of {@value #CALLS_PER_ROUND} calls and prints the
+     * fastest round of each, in microseconds per call and as a multiple of the first body's.
+     */
+    private static void printFastest(Bench bench, String shape, List<String> names, List<Runnable> bodies) {
+        double[] fastest = new double[names.size()];
+        Arrays.fill(fastest, Double.MAX_VALUE);
+        for (int round = 0; round < ROUNDS; round++) {
+            for (int k = 0; k < bodies.size(); k++) {
+                long start = System.nanoTime();
+                bench.run(bodies.get(k), CALLS_PER_ROUND);
+                fastest[k] = Math.min(fastest[k], (System.nanoTime() - start) / 1e3 / CALLS_PER_ROUND);
             }
+        }
+        System.out.printf("batch %d x %s, fastest of %d rounds of %d calls%n", BATCH, shape, ROUNDS,
+                CALLS_PER_ROUND);
+        for (int k = 0; k < names.size(); k++) {
+            System.out.printf("| %s | %.1f | %.2f |%n", names.get(k), fastest[k], fastest[k] / fastest[0]);
         }
     }
 
@@ -96,8 +123,18 @@ public class TechniqueRuns {
         }
     }
 
-    private static Augmentation create(ClassLoader loader, String id) {
-        return Registry.discover(loader).create(Kind.AUGMENT, Augmentation.class, id, Map.of());
+    /** A technique with its defaults, or with the parameters after its id: {@code cutmix:pairing=flip:alpha=0.5}. */
+    private static Augmentation create(ClassLoader loader, String spec) {
+        String[] parts = spec.split(":");
+        Map<String, String> parameters = new LinkedHashMap<>();
+        for (int i = 1; i < parts.length; i++) {
+            String[] pair = parts[i].split("=", 2);
+            if (pair.length != 2) {
+                throw new IllegalArgumentException("parameter '" + parts[i] + "' of '" + spec + "' is not key=value");
+            }
+            parameters.put(pair[0], pair[1]);
+        }
+        return Registry.discover(loader).create(Kind.AUGMENT, Augmentation.class, parts[0], parameters);
     }
 
     /** The engine on 1 thread, a random float32 batch of 128 samples of the given shape and its integer labels. */
