@@ -59,9 +59,9 @@ def bodies(x, y, mixup):
                                     label_smoothing=0.0, num_classes=CLASSES),
     }
     out = [("copy baseline", lambda: (x.clone(), F.one_hot(y, CLASSES).float()))]
-    # Default arguments bind this iteration's fn. (Calling timm on a fresh clone of a 3x32x32 batch instead was
-    # dominated by glibc returning the freed buffers to the system and faulting them back in, 2 ms a call, which
-    # measures the allocator, not the technique.)
+    # Default arguments bind this iteration's fn. (Calling timm on a fresh clone of a 3x32x32 batch instead took
+    # 2 ms a call, most of it in the kernel: 4.5 of that run's 7.5 minutes were system time, so it measured how the
+    # process got fresh memory, not the technique.)
     out += [(f"timm {name}", lambda fn=fn: fn(x, y)) for name, fn in techniques.items()]
     return out
 
@@ -85,7 +85,10 @@ def main():
     timm_version = importlib.metadata.version("timm")
     print(f"torch {torch.__version__}, timm {timm_version}, {torch.get_num_threads()} intra-op thread")
     for shape in sys.argv[1:] or ["1x28x28", "3x32x32"]:
-        c, h, w = (int(v) for v in shape.split("x"))
+        try:
+            c, h, w = (int(v) for v in shape.split("x"))
+        except ValueError:
+            sys.exit(f"sample shape '{shape}' is not CxHxW, for example 1x28x28")
         # The in-place rows keep mixing the same batch: its values stay in [0, 1], so the cost does not drift.
         x = torch.rand(BATCH, c, h, w)
         y = torch.randint(0, CLASSES, (BATCH,))
