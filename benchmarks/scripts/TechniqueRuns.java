@@ -62,56 +62,52 @@ public class TechniqueRuns {
 
     private static void ab(String[] args) throws Exception {
         ClassLoader app = TechniqueRuns.class.getClassLoader();
-        ClassLoader a = new URLClassLoader(new URL[] {Path.of(args[1]).toUri().toURL()}, app);
-        ClassLoader b = new URLClassLoader(new URL[] {Path.of(args[2]).toUri().toURL()}, app);
-        try (Bench bench = new Bench(args[3])) {
-            List<String> names = new ArrayList<>(List.of("copy baseline"));
-            List<Runnable> bodies = new ArrayList<>(List.of(bench.copy()));
-            for (String id : args[4].split(",")) {
-                for (ClassLoader loader : List.of(a, b)) {
-                    Augmentation technique = create(loader, id);
-                    if (technique.getClass().getClassLoader() != loader) {
-                        throw new IllegalStateException(id + " was not loaded from its jar: is the plugin on the"
-                                + " class path too?");
-                    }
-                    names.add(id + (loader == a ? " A" : " B"));
-                    bodies.add(bench.mix(technique));
-                }
-            }
-            printFastest(bench, args[3], names, bodies);
-        }
+        Map<String, ClassLoader> jars = new LinkedHashMap<>();
+        jars.put(" A", new URLClassLoader(new URL[] {Path.of(args[1]).toUri().toURL()}, app));
+        jars.put(" B", new URLClassLoader(new URL[] {Path.of(args[2]).toUri().toURL()}, app));
+        timeTechniques(args[3], args[4], jars, true);
     }
 
     private static void time(String[] args) {
-        try (Bench bench = new Bench(args[1])) {
-            List<String> names = new ArrayList<>(List.of("copy baseline"));
-            List<Runnable> bodies = new ArrayList<>(List.of(bench.copy()));
-            for (String id : args[2].split(",")) {
-                names.add(id);
-                bodies.add(bench.mix(create(TechniqueRuns.class.getClassLoader(), id)));
-            }
-            printFastest(bench, args[1], names, bodies);
-        }
+        timeTechniques(args[1], args[2], Map.of("", TechniqueRuns.class.getClassLoader()), false);
     }
 
     /**
-     * Times the bodies in {@value #ROUNDS} interleaved rounds of {@value #CALLS_PER_ROUND} calls and prints the
-     * fastest round of each, in microseconds per call and as a multiple of the first body's.
+     * Times the copy baseline and each technique of {@code ids} as created by each loader (named by the id and the
+     * loader's suffix) in {@value #ROUNDS} interleaved rounds of {@value #CALLS_PER_ROUND} calls, and prints the
+     * fastest round of each, in microseconds per call and as a multiple of the copy's. With {@code fromOwnJar} a
+     * technique must come from its loader's own jar, not from a plugin also on the class path.
      */
-    private static void printFastest(Bench bench, String shape, List<String> names, List<Runnable> bodies) {
-        double[] fastest = new double[names.size()];
-        Arrays.fill(fastest, Double.MAX_VALUE);
-        for (int round = 0; round < ROUNDS; round++) {
-            for (int k = 0; k < bodies.size(); k++) {
-                long start = System.nanoTime();
-                bench.run(bodies.get(k), CALLS_PER_ROUND);
-                fastest[k] = Math.min(fastest[k], (System.nanoTime() - start) / 1e3 / CALLS_PER_ROUND);
+    private static void timeTechniques(String shape, String ids, Map<String, ClassLoader> loaders,
+            boolean fromOwnJar) {
+        try (Bench bench = new Bench(shape)) {
+            List<String> names = new ArrayList<>(List.of("copy baseline"));
+            List<Runnable> bodies = new ArrayList<>(List.of(bench.copy()));
+            for (String id : ids.split(",")) {
+                for (Map.Entry<String, ClassLoader> loader : loaders.entrySet()) {
+                    Augmentation technique = create(loader.getValue(), id);
+                    if (fromOwnJar && technique.getClass().getClassLoader() != loader.getValue()) {
+                        throw new IllegalStateException(id + " was not loaded from its jar: is the plugin on the"
+                                + " class path too?");
+                    }
+                    names.add(id + loader.getKey());
+                    bodies.add(bench.mix(technique));
+                }
             }
-        }
-        System.out.printf("batch %d x %s, fastest of %d rounds of %d calls%n", BATCH, shape, ROUNDS,
-                CALLS_PER_ROUND);
-        for (int k = 0; k < names.size(); k++) {
-            System.out.printf("| %s | %.1f | %.2f |%n", names.get(k), fastest[k], fastest[k] / fastest[0]);
+            double[] fastest = new double[names.size()];
+            Arrays.fill(fastest, Double.MAX_VALUE);
+            for (int round = 0; round < ROUNDS; round++) {
+                for (int k = 0; k < bodies.size(); k++) {
+                    long start = System.nanoTime();
+                    bench.run(bodies.get(k), CALLS_PER_ROUND);
+                    fastest[k] = Math.min(fastest[k], (System.nanoTime() - start) / 1e3 / CALLS_PER_ROUND);
+                }
+            }
+            System.out.printf("batch %d x %s, fastest of %d rounds of %d calls%n", BATCH, shape, ROUNDS,
+                    CALLS_PER_ROUND);
+            for (int k = 0; k < names.size(); k++) {
+                System.out.printf("| %s | %.1f | %.2f |%n", names.get(k), fastest[k], fastest[k] / fastest[0]);
+            }
         }
     }
 
